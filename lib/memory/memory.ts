@@ -1,0 +1,329 @@
+/**
+ * Sparse physical memory and a frame allocator.
+ *
+ * Memory is stored in 4 KiB chunks created on the first non-zero write, so
+ * a 64 GiB machine costs memory in proportion to the chunks touched.
+ * Untouched memory reads as zeros. Addresses are plain numbers below the
+ * memory's size (at most 2^52, the architectural MAXPHYADDR limit).
+ *
+ * @module
+ */
+
+import { hexPhys, MAX_PHYS_BITS } from "../address/address.ts";
+
+const CHUNK_SHIFT = 12;
+const CHUNK = 1 << CHUNK_SHIFT;
+
+/** Options for {@linkcode PhysicalMemory}. */
+export interface PhysicalMemoryOptions {
+  /** Size in bytes; default 2^52 (the whole architectural space). */
+  size?: number;
+  /** Name used in error messages, e.g. "machine" or "guest 1". */
+  name?: string;
+}
+
+/**
+ * Byte-addressable sparse physical memory, little-endian.
+ *
+ * @example
+ * ```ts
+ * import { PhysicalMemory } from "./memory.ts";
+ * import assert from "node:assert/strict";
+ * const m = new PhysicalMemory({ size: 64 * 2 ** 30 });
+ * assert.equal(m.read32(0x1234_5000), 0); // untouched reads as zero
+ * m.write32(0xf_ffff_f000, 0xdeadbeef);
+ * assert.equal(m.read32(0xf_ffff_f000), 0xdeadbeef);
+ * assert.equal(m.read8(0xf_ffff_f003), 0xde);
+ * assert.equal(m.chunksTouched, 1); // 64 GiB machine, one 4 KiB chunk stored
+ * assert.throws(() => m.read8(64 * 2 ** 30), /beyond the end/);
+ * ```
+ */
+export class PhysicalMemory {
+  /** Size in bytes. */
+  readonly size: number;
+  /** Name used in messages. */
+  readonly name: string;
+  #chunks = new Map<number, Uint8Array>();
+  #lastIdx = -1;
+  #lastBytes: Uint8Array | undefined = undefined;
+
+  /** Create an empty (all-zero) memory. */
+  constructor(options: PhysicalMemoryOptions = {}) {
+    const size = options.size ?? 2 ** MAX_PHYS_BITS;
+    if (!Number.isInteger(size) || size <= 0 || size > 2 ** MAX_PHYS_BITS) {
+      throw new RangeError(
+        `memory size ${
+          String(size)
+        } is invalid: expected an integer in (0, 2^52]`,
+      );
+    }
+    this.size = size;
+    this.name = options.name ?? "physical memory";
+  }
+
+  /** Number of 4 KiB chunks that hold data (the memory actually used). */
+  get chunksTouched(): number {
+    return this.#chunks.size;
+  }
+
+  #check(addr: number, bytes: number): void {
+    if (!(addr >= 0 && addr + bytes <= this.size) || !Number.isInteger(addr)) {
+      throw new RangeError(
+        `${this.name}: address ${
+          typeof addr === "number" && Number.isInteger(addr) && addr >= 0
+            ? hexPhys(addr)
+            : String(addr)
+        } (${bytes} bytes) is beyond the end of memory (size ${
+          hexPhys(this.size)
+        }) or not a non-negative integer`,
+      );
+    }
+  }
+
+  #get(idx: number): Uint8Array | undefined {
+    if (idx === this.#lastIdx) return this.#lastBytes;
+    const c = this.#chunks.get(idx);
+    if (c !== undefined) {
+      this.#lastIdx = idx;
+      this.#lastBytes = c;
+    }
+    return c;
+  }
+
+  #getOrCreate(idx: number): Uint8Array {
+    let c = this.#get(idx);
+    if (c === undefined) {
+      c = new Uint8Array(CHUNK);
+      this.#chunks.set(idx, c);
+      this.#lastIdx = idx;
+      this.#lastBytes = c;
+    }
+    return c;
+  }
+
+  /** Read one byte. */
+  read8(addr: number): number {
+    this.#check(addr, 1);
+    const c = this.#get(Math.floor(addr / CHUNK));
+    return c === undefined ? 0 : c[addr % CHUNK];
+  }
+
+  /** Read a little-endian 16-bit value. */
+  read16(addr: number): number {
+    return this.read8(addr) | (this.read8(addr + 1) << 8);
+  }
+
+  /** Read a little-endian unsigned 32-bit value. */
+  read32(addr: number): number {
+    this.#check(addr, 4);
+    const off = addr % CHUNK;
+    if (off <= CHUNK - 4) {
+      const c = this.#get(Math.floor(addr / CHUNK));
+      if (c === undefined) return 0;
+      return (c[off] | (c[off + 1] << 8) | (c[off + 2] << 16) |
+        (c[off + 3] << 24)) >>> 0;
+    }
+    return (this.read16(addr) | (this.read16(addr + 2) << 16)) >>> 0;
+  }
+
+  /** Write one byte (the low 8 bits of `value`). */
+  write8(addr: number, value: number): void {
+    this.#check(addr, 1);
+    const idx = Math.floor(addr / CHUNK);
+    if ((value & 0xff) === 0 && this.#get(idx) === undefined) return;
+    this.#getOrCreate(idx)[addr % CHUNK] = value;
+  }
+
+  /** Write a little-endian 16-bit value. */
+  write16(addr: number, value: number): void {
+    this.write8(addr, value);
+    this.write8(addr + 1, value >>> 8);
+  }
+
+  /** Write a little-endian 32-bit value. */
+  write32(addr: number, value: number): void {
+    this.#check(addr, 4);
+    const off = addr % CHUNK;
+    if (off > CHUNK - 4) {
+      this.write16(addr, value);
+      this.write16(addr + 2, value >>> 16);
+      return;
+    }
+    const idx = Math.floor(addr / CHUNK);
+    if (value === 0 && this.#get(idx) === undefined) return;
+    const c = this.#getOrCreate(idx);
+    c[off] = value;
+    c[off + 1] = value >>> 8;
+    c[off + 2] = value >>> 16;
+    c[off + 3] = value >>> 24;
+  }
+
+  /** Copy `length` bytes out, starting at `addr`. */
+  readBytes(addr: number, length: number): Uint8Array {
+    this.#check(addr, length);
+    const out = new Uint8Array(length);
+    for (let i = 0; i < length;) {
+      const a = addr + i;
+      const off = a % CHUNK;
+      const n = Math.min(CHUNK - off, length - i);
+      const c = this.#get(Math.floor(a / CHUNK));
+      if (c !== undefined) out.set(c.subarray(off, off + n), i);
+      i += n;
+    }
+    return out;
+  }
+
+  /** Copy `data` in, starting at `addr`. */
+  writeBytes(addr: number, data: Uint8Array): void {
+    this.#check(addr, data.length);
+    for (let i = 0; i < data.length;) {
+      const a = addr + i;
+      const off = a % CHUNK;
+      const n = Math.min(CHUNK - off, data.length - i);
+      const src = data.subarray(i, i + n);
+      const idx = Math.floor(a / CHUNK);
+      if (this.#get(idx) !== undefined || src.some((b) => b !== 0)) {
+        this.#getOrCreate(idx).set(src, off);
+      }
+      i += n;
+    }
+  }
+
+  /** Zero `length` bytes at `addr`, dropping chunks that become empty. */
+  zero(addr: number, length: number): void {
+    this.#check(addr, length);
+    for (let i = 0; i < length;) {
+      const a = addr + i;
+      const off = a % CHUNK;
+      const n = Math.min(CHUNK - off, length - i);
+      const idx = Math.floor(a / CHUNK);
+      if (n === CHUNK) {
+        this.#chunks.delete(idx);
+        if (idx === this.#lastIdx) this.#lastIdx = -1;
+      } else {
+        this.#get(idx)?.fill(0, off, off + n);
+      }
+      i += n;
+    }
+  }
+
+  /** Bytes actually stored (chunks touched × 4 KiB). */
+  get bytesStored(): number {
+    return this.#chunks.size * CHUNK;
+  }
+}
+
+/** Exposed for modules that need the internal chunk size. */
+export const MEMORY_CHUNK_BYTES: number = CHUNK;
+
+/** Options for {@linkcode FrameAllocator}. */
+export interface FrameAllocatorOptions {
+  /** Frame size in bytes (power of two); default 4096. */
+  frameSize?: number;
+  /** First allocatable address (frame aligned); default 0. */
+  start?: number;
+  /** End (exclusive) of the allocatable range; default the memory size. */
+  end?: number;
+}
+
+/**
+ * Hands out zeroed frames of a {@linkcode PhysicalMemory}. Bump allocation
+ * with a free list, so a large memory costs nothing until frames are
+ * allocated. Double frees and frees of foreign frames are errors.
+ *
+ * @example
+ * ```ts
+ * import { FrameAllocator, PhysicalMemory } from "./memory.ts";
+ * import assert from "node:assert/strict";
+ * const mem = new PhysicalMemory({ size: 1 << 20 });
+ * const alloc = new FrameAllocator(mem, { start: 0x1000 });
+ * const a = alloc.alloc();
+ * assert.equal(a, 0x1000);
+ * alloc.free(a);
+ * assert.throws(() => alloc.free(a), /not allocated/);
+ * assert.equal(alloc.alloc(), 0x1000); // reused
+ * ```
+ */
+export class FrameAllocator {
+  /** The memory the frames belong to. */
+  readonly memory: PhysicalMemory;
+  /** Frame size in bytes. */
+  readonly frameSize: number;
+  /** First allocatable address. */
+  readonly start: number;
+  /** End of the allocatable range (exclusive). */
+  readonly end: number;
+  #next: number;
+  #free: number[] = [];
+  #allocated = new Set<number>();
+
+  /** Create an allocator over `[start, end)` of `memory`. */
+  constructor(memory: PhysicalMemory, options: FrameAllocatorOptions = {}) {
+    const fs = options.frameSize ?? 4096;
+    if (!Number.isInteger(fs) || fs < 1 || (fs & (fs - 1)) !== 0) {
+      throw new RangeError(
+        `frame size ${String(fs)} is invalid: expected a power of two`,
+      );
+    }
+    const start = options.start ?? 0;
+    const end = options.end ?? memory.size;
+    if (start % fs !== 0 || start < 0 || end > memory.size || end < start) {
+      throw new RangeError(
+        `allocator range [${hexPhys(start)}, ${
+          hexPhys(end)
+        }) is invalid: expected frame-aligned bounds within memory size ${
+          hexPhys(memory.size)
+        }`,
+      );
+    }
+    this.memory = memory;
+    this.frameSize = fs;
+    this.start = start;
+    this.end = end;
+    this.#next = start;
+  }
+
+  /** Number of frames currently allocated. */
+  get allocatedCount(): number {
+    return this.#allocated.size;
+  }
+
+  /** Whether the frame at `addr` is currently allocated. */
+  isAllocated(addr: number): boolean {
+    return this.#allocated.has(addr);
+  }
+
+  /** Allocate a zeroed frame and return its physical address. */
+  alloc(): number {
+    let a: number;
+    if (this.#free.length > 0) {
+      a = this.#free.pop()!;
+    } else {
+      if (this.#next + this.frameSize > this.end) {
+        throw new RangeError(
+          `${this.memory.name}: out of frames (range [${hexPhys(this.start)}, ${
+            hexPhys(this.end)
+          }) exhausted, ${this.#allocated.size} allocated)`,
+        );
+      }
+      a = this.#next;
+      this.#next += this.frameSize;
+    }
+    this.#allocated.add(a);
+    this.memory.zero(a, this.frameSize);
+    return a;
+  }
+
+  /** Return a frame to the allocator. */
+  free(addr: number): void {
+    if (!this.#allocated.has(addr)) {
+      throw new RangeError(
+        `${this.memory.name}: frame ${
+          hexPhys(addr)
+        } is not allocated by this allocator (double free or unknown frame)`,
+      );
+    }
+    this.#allocated.delete(addr);
+    this.#free.push(addr);
+  }
+}
