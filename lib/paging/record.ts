@@ -193,9 +193,10 @@ export function decodeEntry(
       ? ((lo & 0xffc00000) >>> 0) + ((lo >>> 13) & 0xff) * 2 ** 32
       : (lo & 0xfffff000) >>> 0;
   } else {
+    // A table pointer or 4 KiB leaf holds address bits 51:12; a large leaf
+    // holds bits 51:shift (below that: PAT and reserved bits).
     const lowMask = ps ? ~((2 ** spec.shift) - 1) : ~0xfff;
-    address = (hi & 0xfffff) * 2 ** 32 +
-      ((lo & (spec.shift >= 32 ? 0 : lowMask)) >>> 0);
+    address = (hi & 0xfffff) * 2 ** 32 + ((lo & lowMask) >>> 0);
   }
   const out: Record<string, unknown> = { present: bit(lo, hi, b.present) };
   const add = (k: string, v: unknown) => {

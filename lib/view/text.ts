@@ -53,3 +53,69 @@ export function walkToText(w: Walk): string {
   lines.push(`  ${w.toString()}`);
   return lines.join("\n");
 }
+
+/** What {@linkcode pageTableToText} needs of a page table. */
+export interface PageTableLike {
+  /** Paging mode (for the format name). */
+  readonly mode: { readonly format: { readonly name: string } };
+  /** Root table address. */
+  readonly root: number;
+  /** Present leaves. */
+  mappings(): Iterable<
+    {
+      readonly va: { toHex(): string };
+      readonly pa: number;
+      readonly size: number;
+      readonly rights: {
+        readonly writable: boolean;
+        readonly user: boolean;
+        readonly executable: boolean;
+      };
+    }
+  >;
+}
+
+/**
+ * A page table as text: one line per mapping, folded after `maxLines`.
+ *
+ * @example
+ * ```ts
+ * import { pageTableToText } from "./text.ts";
+ * import { PageTable } from "../paging/builder.ts";
+ * import { PhysicalMemory } from "../memory/memory.ts";
+ * import assert from "node:assert/strict";
+ * const pt = new PageTable(new PhysicalMemory({ size: 1 << 24 }));
+ * pt.map(0x1000, 0x9000, { user: true });
+ * assert.match(pageTableToText(pt), /0x1000 → 0x9000 4 KiB rwx u/);
+ * ```
+ */
+export function pageTableToText(pt: PageTableLike, maxLines = 40): string {
+  const lines = [
+    `page table (${pt.mode.format.name}) root ${hexPhys(pt.root)}`,
+  ];
+  let n = 0;
+  for (const m of pt.mappings()) {
+    n++;
+    if (n <= maxLines) {
+      const r = m.rights;
+      lines.push(
+        `  ${m.va.toHex()} → ${hexPhys(m.pa)} ${sizeName(m.size)} r${
+          r.writable ? "w" : "-"
+        }${r.executable ? "x" : "-"} ${r.user ? "u" : "s"}`,
+      );
+    }
+  }
+  if (n > maxLines) lines.push(`  … ${n - maxLines} more mappings folded`);
+  if (n === 0) lines.push("  (no mappings)");
+  return lines.join("\n");
+}
+
+function sizeName(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let u = 0, v = bytes;
+  while (v >= 1024 && v % 1024 === 0 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v} ${units[u]}`;
+}

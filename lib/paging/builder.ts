@@ -1,0 +1,975 @@
+/**
+ * Building page tables: map, unmap and protect 4 KiB and large pages, or a
+ * whole address space from a list of regions.
+ *
+ * Every entry write goes through {@linkcode PageTable.writeEntry}, the one
+ * choke point (KVM's `handle_changed_spte`, Xen's `mod_l1_entry`), which
+ * classifies the change (install, remove, remap, restrict, relax, flags)
+ * and tells listeners. The builder never touches the TLB: after a change
+ * that needs a flush, a stale TLB entry stays visible until software
+ * invalidates it (INVLPG, MOV to CR3) — a teaching point.
+ *
+ * @module
+ */
+
+import {
+  type AddressLike,
+  hex64,
+  hexPhys,
+  LinearAddress,
+} from "../address/address.ts";
+import { FrameAllocator, PhysicalMemory } from "../memory/memory.ts";
+import {
+  levelSpec,
+  pageSizeAt,
+  type PagingFormat,
+  X86_64_4LEVEL,
+} from "./format.ts";
+import { type PagingMode, pagingMode } from "./mode.ts";
+import {
+  checkRoot,
+  checkVa,
+  decodeEntry,
+  type EntryFlags,
+  sizeName,
+  Walk,
+  walk,
+  type WalkOptions,
+} from "./record.ts";
+import { isCanonical } from "./walker.ts";
+import { pageTableToHtml } from "../view/table_html.ts";
+import { pageTableToText } from "../view/text.ts";
+
+/** Leaf attributes for {@linkcode PageTable.map}. */
+export interface LeafOptions {
+  /** R/W (default true). */
+  writable?: boolean;
+  /** U/S (default false: supervisor only). */
+  user?: boolean;
+  /** Executable, i.e. XD = 0 (default true). */
+  executable?: boolean;
+  /** G (default false). */
+  global?: boolean;
+  /** Protection key 0..15 (4/5-level; default 0). */
+  pkey?: number;
+  /** PWT (default false). */
+  pwt?: boolean;
+  /** PCD (default false). */
+  pcd?: boolean;
+  /** Pre-set A (default false). */
+  accessed?: boolean;
+  /** Pre-set D (default false). */
+  dirty?: boolean;
+}
+
+/** Options for {@linkcode PageTable.map}. */
+export interface MapOptions extends LeafOptions {
+  /** Page size in bytes (default the base page size). */
+  size?: number;
+}
+
+/** A region for {@linkcode PageTable.mapRegions}. */
+export interface Region extends LeafOptions {
+  /** First linear address (page aligned). */
+  va: AddressLike;
+  /** First physical address (page aligned). */
+  pa: number;
+  /** Length in bytes (a multiple of the base page size). */
+  length: number;
+  /** Page size in bytes, or "auto" for the largest aligned pages (default base size). */
+  pageSize?: number | "auto";
+  /** Label shown in displays. */
+  label?: string;
+}
+
+/** How an entry write changed the entry. */
+export type EntryChangeKind =
+  | "none"
+  | "install"
+  | "remove"
+  | "remap"
+  | "restrict"
+  | "relax"
+  | "flags";
+
+/** What one entry write did. */
+export interface EntryChange {
+  /** Classification. */
+  readonly kind: EntryChangeKind;
+  /** Whether cached translations may now be stale (TLB flush needed). */
+  readonly needsFlush: boolean;
+  /** Level of the entry. */
+  readonly level: number;
+  /** Physical address of the entry. */
+  readonly entryAddress: number;
+  /** First linear address the entry covers. */
+  readonly va: LinearAddress;
+  /** Bytes of linear address space the entry covers. */
+  readonly span: number;
+  /** Entry before. */
+  readonly old: bigint;
+  /** Entry after. */
+  readonly new: bigint;
+}
+
+/** A present leaf, as listed by {@linkcode PageTable.mappings}. */
+export interface Mapping {
+  /** First linear address. */
+  readonly va: LinearAddress;
+  /** First physical address. */
+  readonly pa: number;
+  /** Page size in bytes. */
+  readonly size: number;
+  /** Level of the leaf. */
+  readonly level: number;
+  /** Physical address of the leaf entry. */
+  readonly entryAddress: number;
+  /** Decoded leaf. */
+  readonly flags: EntryFlags;
+  /** Rights of the whole path: writable, user, executable. */
+  readonly rights: { writable: boolean; user: boolean; executable: boolean };
+}
+
+/** A page-table page, as listed by {@linkcode PageTable.tables}. */
+export interface TableInfo {
+  /** Physical address. */
+  readonly address: number;
+  /** Level (the root has the highest). */
+  readonly level: number;
+  /** Present entries. */
+  readonly present: number;
+}
+
+/** Options for {@linkcode PageTable}. */
+export interface PageTableOptions {
+  /** Paging mode; default `pagingMode(format)`. */
+  mode?: PagingMode;
+  /** Format when no mode is given; default 4-level. */
+  format?: PagingFormat;
+  /** Allocator for table frames; default a new one over the whole memory. */
+  allocator?: FrameAllocator;
+  /** Use an existing root table at this address instead of allocating one. */
+  root?: number;
+}
+
+/** Listener for entry writes. */
+export type EntryListener = (change: EntryChange) => void;
+
+/**
+ * A page table in physical memory, with a builder API and rich display.
+ *
+ * @example
+ * ```ts
+ * import { PageTable } from "./builder.ts";
+ * import { PhysicalMemory } from "../memory/memory.ts";
+ * import assert from "node:assert/strict";
+ * const pt = new PageTable(new PhysicalMemory({ size: 2 ** 32 }));
+ * pt.map("0xffff888000000000", 0x4000_0000, { size: 2 ** 21 });
+ * pt.map(0x40_1000, 0x8000_5000, { user: true, writable: false });
+ * assert.equal(pt.walk("0xffff888000001234").pa, 0x4000_1234);
+ * assert.equal(pt.walk(0x40_1008, { kind: "write", user: true }).outcome.kind, "page-fault");
+ * assert.throws(() => pt.map(0x40_1000, 0x8000_6000), /already mapped/);
+ * assert.throws(() => pt.map(0x40_2000, 0x8000_6800), /misaligned/);
+ * ```
+ */
+export class PageTable {
+  /** Memory holding the tables. */
+  readonly memory: PhysicalMemory;
+  /** Paging mode. */
+  readonly mode: PagingMode;
+  /** Root table address. */
+  readonly root: number;
+  /** Allocator for table frames. */
+  readonly allocator: FrameAllocator;
+  #listeners: EntryListener[] = [];
+  #changes = 0;
+
+  /** Create an empty table (allocating the root unless `root` is given). */
+  constructor(memory: PhysicalMemory, options: PageTableOptions = {}) {
+    this.memory = memory;
+    this.mode = options.mode ?? pagingMode(options.format ?? X86_64_4LEVEL);
+    const f = this.mode.format;
+    this.allocator = options.allocator ??
+      new FrameAllocator(memory, { frameSize: 2 ** f.pageShift });
+    if (this.allocator.memory !== memory) {
+      throw new RangeError(
+        "the allocator belongs to a different memory than the page table",
+      );
+    }
+    if (options.root !== undefined) {
+      checkRoot(this.mode, options.root);
+      this.root = options.root;
+    } else {
+      this.root = this.#allocTable();
+      checkRoot(this.mode, this.root);
+    }
+  }
+
+  /** The format. */
+  get format(): PagingFormat {
+    return this.mode.format;
+  }
+
+  /** Number of entry writes so far. */
+  get entryWrites(): number {
+    return this.#changes;
+  }
+
+  /** Subscribe to entry writes; returns an unsubscribe function. */
+  onEntryWrite(listener: EntryListener): () => void {
+    this.#listeners.push(listener);
+    return () => {
+      this.#listeners = this.#listeners.filter((l) => l !== listener);
+    };
+  }
+
+  #allocTable(): number {
+    const a = this.allocator.alloc();
+    if (a + this.mode.format.rootBytes > this.mode.physLimit) {
+      throw new RangeError(
+        `table frame ${hexPhys(a)} lies above the physical limit ${
+          hexPhys(this.mode.physLimit)
+        } of ${this.mode.format.name}`,
+      );
+    }
+    return a;
+  }
+
+  #read(ea: number): [number, number] {
+    const eb = this.mode.format.entryBytes;
+    const m = this.memory;
+    if (eb === 8) return [m.read32(ea), m.read32(ea + 4)];
+    if (eb === 4) return [m.read32(ea), 0];
+    if (eb === 2) return [m.read16(ea), 0];
+    return [m.read8(ea), 0];
+  }
+
+  /**
+   * The one choke point for entry writes: write `lo:hi` at `entryAddress`
+   * (an entry at `level` covering linear address `va`), classify the
+   * change and tell listeners.
+   */
+  writeEntry(
+    level: number,
+    entryAddress: number,
+    lo: number,
+    hi: number,
+    va: LinearAddress,
+  ): EntryChange {
+    const [olo, ohi] = this.#read(entryAddress);
+    const eb = this.mode.format.entryBytes;
+    const m = this.memory;
+    if (eb === 8) {
+      m.write32(entryAddress, lo);
+      m.write32(entryAddress + 4, hi);
+    } else if (eb === 4) m.write32(entryAddress, lo);
+    else if (eb === 2) m.write16(entryAddress, lo);
+    else m.write8(entryAddress, lo);
+    const kind = classify(this.mode, level, olo, ohi, lo >>> 0, hi >>> 0);
+    const change: EntryChange = {
+      kind,
+      needsFlush: kind === "remove" || kind === "remap" ||
+        kind === "restrict" ||
+        (kind === "flags" && flagsNeedFlush(this.mode, olo, ohi, lo, hi)),
+      level,
+      entryAddress,
+      va,
+      span: pageSizeAt(this.mode.format, level),
+      old: (BigInt(ohi >>> 0) << 32n) | BigInt(olo >>> 0),
+      new: (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0),
+    };
+    this.#changes++;
+    for (const l of this.#listeners) l(change);
+    return change;
+  }
+
+  #parseVa(va: AddressLike | LinearAddress): LinearAddress {
+    const a = LinearAddress.from(va);
+    checkVa(this.mode, a);
+    if (!isCanonical(this.mode, a.hi, a.lo)) {
+      throw new RangeError(
+        `linear address ${a.toHex()} is non-canonical for ${this.format.name}: bits 63..${
+          this.format.vaBits - 1
+        } must all equal bit ${this.format.vaBits - 1}`,
+      );
+    }
+    return a;
+  }
+
+  #levelForSize(size: number): number {
+    const f = this.mode.format;
+    for (const l of f.levels) {
+      if (2 ** l.shift !== size) continue;
+      if (l.level === 1) return 1;
+      if (!l.canMapPage || this.mode.tables.psLeaf[l.level] !== 1) break;
+      if (f.kind === "x86-64" && l.level === 3 && !this.mode.gbPages) break;
+      return l.level;
+    }
+    const ok = f.levels.filter((l) =>
+      l.level === 1 ||
+      (l.canMapPage && this.mode.tables.psLeaf[l.level] === 1 &&
+        !(f.kind === "x86-64" && l.level === 3 && !this.mode.gbPages))
+    ).map((l) => sizeName(2 ** l.shift));
+    throw new RangeError(
+      `page size ${
+        String(size)
+      } is not supported by ${f.name} in this mode: expected one of ${
+        ok.join(", ")
+      }`,
+    );
+  }
+
+  /** Entry address for `va` at `level`, creating tables on the way. */
+  #slot(va: LinearAddress, level: number, create: boolean): number | undefined {
+    const f = this.mode.format;
+    let base = this.root;
+    for (let l = f.levels.length;; l--) {
+      const spec = levelSpec(f, l);
+      const idx = indexOf(va, spec.shift, spec.bits);
+      const ea = base + idx * f.entryBytes;
+      if (l === level) return ea;
+      const [lo, hi] = this.#read(ea);
+      const e = decodeEntry(f, l, lo, hi);
+      if (!e.present) {
+        if (!create) return undefined;
+        const t = this.#allocTable();
+        const [nlo, nhi] = encodeTable(this.mode, l, t);
+        this.writeEntry(l, ea, nlo, nhi, alignDown(va, spec.shift));
+        base = t;
+        continue;
+      }
+      if (this.#isLeaf(l, lo, hi)) {
+        if (!create) return undefined;
+        throw new RangeError(
+          `cannot map ${va.toHex()}: it lies inside a ${
+            sizeName(2 ** spec.shift)
+          } page already mapped by ${spec.entry} at ${hexPhys(ea)} (${
+            alignDown(va, spec.shift).toHex()
+          } → ${hexPhys(e.address)})`,
+        );
+      }
+      base = e.address;
+    }
+  }
+
+  #isLeaf(level: number, lo: number, hi: number): boolean {
+    if (level === 1) return true;
+    const ps = this.mode.format.bits.pageSize;
+    return ps >= 0 && this.mode.tables.psLeaf[level] === 1 &&
+      (ps < 32 ? (lo >>> ps) & 1 : (hi >>> (ps - 32)) & 1) === 1;
+  }
+
+  /**
+   * Map the page at `va` to physical `pa`. Throws `RangeError` on
+   * misalignment, unsupported size, overlap with an existing mapping, or a
+   * frame beyond what the format can address.
+   */
+  map(
+    va: AddressLike | LinearAddress,
+    pa: number,
+    options: MapOptions = {},
+  ): EntryChange {
+    const f = this.mode.format;
+    const size = options.size ?? 2 ** f.pageShift;
+    const level = this.#levelForSize(size);
+    const a = this.#parseVa(va);
+    if (!Number.isInteger(pa) || pa < 0) {
+      throw new RangeError(
+        `physical address ${
+          String(pa)
+        } is invalid: expected a non-negative integer`,
+      );
+    }
+    if (a.lo % Math.min(size, 2 ** 32) !== 0 || pa % size !== 0) {
+      throw new RangeError(
+        `cannot map ${a.toHex()} → ${hexPhys(pa)}: misaligned for a ${
+          sizeName(size)
+        } page (both addresses must be multiples of ${hexPhys(size)})`,
+      );
+    }
+    const limit = f.kind === "x86-32" && level === 2
+      ? 2 ** Math.min(this.mode.maxPhyAddr, 40)
+      : this.mode.physLimit;
+    if (pa + size > limit) {
+      throw new RangeError(
+        `cannot map to ${
+          hexPhys(pa)
+        }: ${f.name} with MAXPHYADDR ${this.mode.maxPhyAddr} addresses frames below ${
+          hexPhys(limit)
+        }`,
+      );
+    }
+    const ea = this.#slot(a, level, true)!;
+    const [olo, ohi] = this.#read(ea);
+    const old = decodeEntry(f, level, olo, ohi);
+    if (old.present) {
+      if (this.#isLeaf(level, olo, ohi)) {
+        throw new RangeError(
+          `cannot map ${a.toHex()}: already mapped to ${
+            hexPhys(old.address)
+          } by ${levelSpec(f, level).entry} at ${hexPhys(ea)}`,
+        );
+      }
+      const n = this.#countPresent(old.address, level - 1);
+      if (n > 0) {
+        throw new RangeError(
+          `cannot map a ${
+            sizeName(size)
+          } page at ${a.toHex()}: ${n} smaller mapping(s) already exist inside it (unmap them first)`,
+        );
+      }
+      this.#freeTree(old.address, level - 1);
+    }
+    const [lo, hi] = encodeLeaf(this.mode, level, pa, options);
+    return this.writeEntry(level, ea, lo, hi, a);
+  }
+
+  #countPresent(table: number, level: number): number {
+    const f = this.mode.format;
+    const n = 2 ** levelSpec(f, level).bits;
+    let c = 0;
+    for (let i = 0; i < n; i++) {
+      const [lo, hi] = this.#read(table + i * f.entryBytes);
+      const e = decodeEntry(f, level, lo, hi);
+      if (!e.present) continue;
+      c += this.#isLeaf(level, lo, hi)
+        ? 1
+        : this.#countPresent(e.address, level - 1);
+    }
+    return c;
+  }
+
+  #freeTree(table: number, level: number): void {
+    const f = this.mode.format;
+    if (level > 1) {
+      const n = 2 ** levelSpec(f, level).bits;
+      for (let i = 0; i < n; i++) {
+        const [lo, hi] = this.#read(table + i * f.entryBytes);
+        const e = decodeEntry(f, level, lo, hi);
+        if (e.present && !this.#isLeaf(level, lo, hi)) {
+          this.#freeTree(e.address, level - 1);
+        }
+      }
+    }
+    if (this.allocator.isAllocated(table)) this.allocator.free(table);
+  }
+
+  /** Find the leaf mapping `va`: level, entry address and raw entry. */
+  #findLeaf(
+    a: LinearAddress,
+  ): { level: number; ea: number; lo: number; hi: number } | undefined {
+    const f = this.mode.format;
+    let base = this.root;
+    for (let l = f.levels.length; l >= 1; l--) {
+      const spec = levelSpec(f, l);
+      const ea = base + indexOf(a, spec.shift, spec.bits) * f.entryBytes;
+      const [lo, hi] = this.#read(ea);
+      const e = decodeEntry(f, l, lo, hi);
+      if (!e.present) return undefined;
+      if (this.#isLeaf(l, lo, hi)) return { level: l, ea, lo, hi };
+      base = e.address;
+    }
+    return undefined;
+  }
+
+  /**
+   * Remove the mapping that covers `va` (which must be the page's first
+   * address). Returns the entry change. Throws if nothing is mapped there.
+   */
+  unmap(va: AddressLike | LinearAddress): EntryChange {
+    const a = this.#parseVa(va);
+    const leaf = this.#findLeaf(a);
+    if (!leaf) {
+      throw new RangeError(
+        `cannot unmap ${a.toHex()}: nothing is mapped there`,
+      );
+    }
+    const shift = levelSpec(this.format, leaf.level).shift;
+    if (alignDown(a, shift).toBigInt() !== a.toBigInt()) {
+      throw new RangeError(
+        `cannot unmap ${a.toHex()}: it is inside a ${
+          sizeName(2 ** shift)
+        } page that starts at ${alignDown(a, shift).toHex()}`,
+      );
+    }
+    return this.writeEntry(leaf.level, leaf.ea, 0, 0, a);
+  }
+
+  /**
+   * Change the attributes of the mapping that covers `va`, keeping its
+   * frame. Unspecified attributes keep their values.
+   */
+  protect(va: AddressLike | LinearAddress, changes: LeafOptions): EntryChange {
+    const a = this.#parseVa(va);
+    const leaf = this.#findLeaf(a);
+    if (!leaf) {
+      throw new RangeError(
+        `cannot protect ${a.toHex()}: nothing is mapped there`,
+      );
+    }
+    const f = this.format;
+    const e = decodeEntry(f, leaf.level, leaf.lo, leaf.hi);
+    const merged: LeafOptions = {
+      writable: changes.writable ?? e.writable ?? true,
+      user: changes.user ?? e.user ?? true,
+      executable: changes.executable ??
+        (e.noExec !== undefined ? !e.noExec : e.exec ?? true),
+      global: changes.global ?? e.global ?? false,
+      pkey: changes.pkey ?? e.pkey ?? 0,
+      pwt: changes.pwt ?? e.pwt ?? false,
+      pcd: changes.pcd ?? e.pcd ?? false,
+      accessed: changes.accessed ?? e.accessed ?? false,
+      dirty: changes.dirty ?? e.dirty ?? false,
+    };
+    const [lo, hi] = encodeLeaf(this.mode, leaf.level, e.address, merged);
+    return this.writeEntry(
+      leaf.level,
+      leaf.ea,
+      lo,
+      hi,
+      alignDown(a, levelSpec(f, leaf.level).shift),
+    );
+  }
+
+  /**
+   * Map a list of regions. `pageSize: "auto"` uses the largest page size
+   * whose alignment both addresses allow at each step. All regions are
+   * checked for alignment and mutual overlap before anything is written,
+   * so a bad region leaves the table untouched.
+   */
+  mapRegions(regions: readonly Region[]): number {
+    const f = this.format;
+    const base = 2 ** f.pageShift;
+    const plans: { va: LinearAddress; pa: number; size: number; r: Region }[] =
+      [];
+    regions.forEach((r, i) => {
+      const v = this.#parseVa(r.va);
+      if (
+        !Number.isInteger(r.length) || r.length <= 0 || r.length % base !== 0
+      ) {
+        throw new RangeError(
+          `region ${i}${r.label ? ` (${r.label})` : ""}: length ${
+            String(r.length)
+          } is invalid: expected a positive multiple of ${base}`,
+        );
+      }
+      let off = 0;
+      while (off < r.length) {
+        const va = addOffset(v, off);
+        const pa = r.pa + off;
+        let size: number;
+        if (r.pageSize === "auto") {
+          size = this.#autoSize(va, pa, r.length - off);
+        } else {
+          size = r.pageSize ?? base;
+          this.#levelForSize(size);
+          if (r.length % size !== 0) {
+            throw new RangeError(
+              `region ${i}${r.label ? ` (${r.label})` : ""}: length ${
+                hexPhys(r.length)
+              } is not a multiple of its page size ${sizeName(size)}`,
+            );
+          }
+        }
+        if (va.lo % Math.min(size, 2 ** 32) !== 0 || pa % size !== 0) {
+          throw new RangeError(
+            `region ${i}${r.label ? ` (${r.label})` : ""}: ${va.toHex()} → ${
+              hexPhys(pa)
+            } is misaligned for ${sizeName(size)} pages`,
+          );
+        }
+        plans.push({ va, pa, size, r });
+        off += size;
+      }
+    });
+    // mutual overlap and overlap with existing mappings, before writing
+    const sorted = [...plans].sort((x, y) =>
+      x.va.toBigInt() < y.va.toBigInt() ? -1 : 1
+    );
+    for (let i = 1; i < sorted.length; i++) {
+      const p = sorted[i - 1], q = sorted[i];
+      if (p.va.toBigInt() + BigInt(p.size) > q.va.toBigInt()) {
+        throw new RangeError(
+          `regions overlap at ${q.va.toHex()}${
+            q.r.label ? ` (${q.r.label})` : ""
+          }${p.r.label ? ` and ${p.r.label}` : ""}`,
+        );
+      }
+    }
+    for (const p of plans) {
+      const hit = this.#findLeaf(p.va);
+      if (hit) {
+        throw new RangeError(
+          `region${
+            p.r.label ? ` ${p.r.label}` : ""
+          } overlaps an existing mapping at ${p.va.toHex()}`,
+        );
+      }
+    }
+    for (const p of plans) this.map(p.va, p.pa, { ...p.r, size: p.size });
+    return plans.length;
+  }
+
+  #autoSize(va: LinearAddress, pa: number, remaining: number): number {
+    const f = this.format;
+    for (const l of f.levels) {
+      const size = 2 ** l.shift;
+      if (size > remaining) continue;
+      if (l.level > 1) {
+        if (!l.canMapPage || this.mode.tables.psLeaf[l.level] !== 1) continue;
+        if (f.kind === "x86-64" && l.level === 3 && !this.mode.gbPages) {
+          continue;
+        }
+      }
+      if (va.lo % Math.min(size, 2 ** 32) === 0 && pa % size === 0) {
+        return size;
+      }
+    }
+    return 2 ** f.pageShift;
+  }
+
+  /**
+   * Walk the table for `va` as the MMU would (A/D bits set on success
+   * unless `setAD: false`).
+   */
+  walk(va: AddressLike | LinearAddress, options: WalkOptions = {}): Walk {
+    return walk(this, va, options);
+  }
+
+  /** A side-effect-free supervisor read lookup (no A/D writes). */
+  lookup(va: AddressLike | LinearAddress): Walk {
+    return walk(this, va, { setAD: false });
+  }
+
+  /**
+   * Every present leaf, in address order, with path rights. Linear
+   * addresses are sign-extended for x86-64.
+   */
+  *mappings(): Generator<Mapping> {
+    yield* this.#walkTree(this.root, this.format.levels.length, 0, 0, 7);
+  }
+
+  *#walkTree(
+    table: number,
+    level: number,
+    hi: number,
+    lo: number,
+    rights: number,
+  ): Generator<Mapping> {
+    const f = this.format;
+    const spec = levelSpec(f, level);
+    const n = 2 ** spec.bits;
+    for (let i = 0; i < n; i++) {
+      const ea = table + i * f.entryBytes;
+      const [elo, ehi] = this.#read(ea);
+      const e = decodeEntry(f, level, elo, ehi);
+      if (!e.present) continue;
+      const [vhi, vlo] = placeIndex(hi, lo, i, spec.shift);
+      let r = rights;
+      if (this.mode.tables.hasRights[level] === 1) {
+        if (e.writable === false) r &= ~1;
+        if (e.user === false) r &= ~2;
+        if ((e.noExec === true && this.mode.nxe) || e.exec === false) r &= ~4;
+      }
+      if (this.#isLeaf(level, elo, ehi)) {
+        yield {
+          va: signExtend(f, vhi, vlo),
+          pa: e.address,
+          size: 2 ** spec.shift,
+          level,
+          entryAddress: ea,
+          flags: e,
+          rights: {
+            writable: (r & 1) !== 0,
+            user: (r & 2) !== 0,
+            executable: (r & 4) !== 0,
+          },
+        };
+      } else {
+        yield* this.#walkTree(e.address, level - 1, vhi, vlo, r);
+      }
+    }
+  }
+
+  /** Every table page reachable from the root, root first. */
+  tables(): TableInfo[] {
+    const out: TableInfo[] = [];
+    const f = this.format;
+    const visit = (t: number, level: number) => {
+      const spec = levelSpec(f, level);
+      let present = 0;
+      const subs: number[] = [];
+      for (let i = 0; i < 2 ** spec.bits; i++) {
+        const [lo, hi] = this.#read(t + i * f.entryBytes);
+        const e = decodeEntry(f, level, lo, hi);
+        if (!e.present) continue;
+        present++;
+        if (!this.#isLeaf(level, lo, hi)) subs.push(e.address);
+      }
+      out.push({ address: t, level, present });
+      for (const s of subs) visit(s, level - 1);
+    };
+    visit(this.root, f.levels.length);
+    return out;
+  }
+
+  /** Jupyter rich display: the HTML page-table view. */
+  [Symbol.for("Jupyter.display")](): Record<string, string> {
+    return {
+      "text/plain": pageTableToText(this),
+      "text/html": pageTableToHtml(this),
+    };
+  }
+
+  /** REPL display. */
+  [Symbol.for("Deno.customInspect")](): string {
+    return pageTableToText(this);
+  }
+}
+
+function indexOf(a: LinearAddress, shift: number, bits: number): number {
+  let v = 0;
+  for (let k = bits - 1; k >= 0; k--) {
+    const b = shift + k;
+    v = v * 2 + (((b >= 32 ? a.hi : a.lo) >>> (b & 31)) & 1);
+  }
+  return v;
+}
+
+function placeIndex(
+  hi: number,
+  lo: number,
+  idx: number,
+  shift: number,
+): [number, number] {
+  const v = BigInt(idx) << BigInt(shift);
+  return [
+    (hi | Number((v >> 32n) & 0xffffffffn)) >>> 0,
+    (lo | Number(v & 0xffffffffn)) >>> 0,
+  ];
+}
+
+function signExtend(f: PagingFormat, hi: number, lo: number): LinearAddress {
+  if (f.canonical === "sign") {
+    const b = f.vaBits - 1 - 32;
+    if ((hi >>> b) & 1) hi = (hi | ~((2 ** (b + 1)) - 1)) >>> 0;
+  }
+  return new LinearAddress(hi >>> 0, lo >>> 0);
+}
+
+function alignDown(a: LinearAddress, shift: number): LinearAddress {
+  if (shift >= 32) {
+    return new LinearAddress(
+      (a.hi & ~((2 ** (shift - 32)) - 1)) >>> 0,
+      0,
+    );
+  }
+  return new LinearAddress(a.hi, (a.lo & ~((2 ** shift) - 1)) >>> 0);
+}
+
+function addOffset(a: LinearAddress, off: number): LinearAddress {
+  const v = (a.toBigInt() + BigInt(off)) & 0xffffffffffffffffn;
+  return new LinearAddress(Number(v >> 32n), Number(v & 0xffffffffn));
+}
+
+function setBit(w: [number, number], bit: number, on: boolean | undefined) {
+  if (bit < 0 || !on) return;
+  if (bit < 32) w[0] = (w[0] | (1 << bit)) >>> 0;
+  else w[1] = (w[1] | (1 << (bit - 32))) >>> 0;
+}
+
+/**
+ * Encode a table pointer at `level` to the table at `table`. Intermediate
+ * entries are permissive (P, R/W, U/S; XD clear), as operating systems
+ * build them: restrictions are set on leaves. PAE PDPTEs carry only P.
+ *
+ * @example
+ * ```ts
+ * import { encodeTable } from "./builder.ts";
+ * import { pagingMode } from "./mode.ts";
+ * import { X86_64_4LEVEL, PAE } from "./format.ts";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(encodeTable(pagingMode(X86_64_4LEVEL), 4, 0x1_0000_3000), [0x3007, 1]);
+ * assert.deepEqual(encodeTable(pagingMode(PAE), 3, 0x3000), [0x3001, 0]);
+ * ```
+ */
+export function encodeTable(
+  mode: PagingMode,
+  level: number,
+  table: number,
+): [number, number] {
+  const f = mode.format;
+  const w: [number, number] = [0, 0];
+  setBit(w, f.bits.present, true);
+  if (mode.tables.hasRights[level] === 1) {
+    setBit(w, f.bits.writable, true);
+    setBit(w, f.bits.user, true);
+    setBit(w, f.bits.exec, true);
+  }
+  placeFrame(mode, w, table, false);
+  return w;
+}
+
+/**
+ * Encode a leaf at `level` mapping `pa` with the given attributes.
+ *
+ * @example
+ * ```ts
+ * import { encodeLeaf } from "./builder.ts";
+ * import { pagingMode } from "./mode.ts";
+ * import { X86_64_4LEVEL } from "./format.ts";
+ * import assert from "node:assert/strict";
+ * const [lo, hi] = encodeLeaf(pagingMode(X86_64_4LEVEL), 2, 0x4020_0000, { user: true, executable: false });
+ * assert.equal(lo, 0x4020_0000 | 0x87); // P, R/W, U/S, PS
+ * assert.equal(hi, 0x8000_0000);        // XD
+ * ```
+ */
+export function encodeLeaf(
+  mode: PagingMode,
+  level: number,
+  pa: number,
+  o: LeafOptions,
+): [number, number] {
+  const f = mode.format;
+  const b = f.bits;
+  const w: [number, number] = [0, 0];
+  setBit(w, b.present, true);
+  setBit(w, b.writable, o.writable ?? true);
+  setBit(w, b.user, o.user ?? false);
+  if (b.noExec >= 0) {
+    if (!(o.executable ?? true)) {
+      if (!mode.nxe) {
+        throw new RangeError(
+          `cannot make a page non-executable with EFER.NXE = 0 (bit ${b.noExec} would be reserved)`,
+        );
+      }
+      setBit(w, b.noExec, true);
+    }
+  } else if (b.exec >= 0) setBit(w, b.exec, o.executable ?? true);
+  setBit(w, b.global, o.global);
+  setBit(w, b.pwt, o.pwt);
+  setBit(w, b.pcd, o.pcd);
+  setBit(w, b.accessed, o.accessed);
+  setBit(w, b.dirty, o.dirty);
+  if (level > 1) setBit(w, b.pageSize, true);
+  if (o.pkey !== undefined && o.pkey !== 0) {
+    if (b.pkey < 0 || !Number.isInteger(o.pkey) || o.pkey < 0 || o.pkey > 15) {
+      throw new RangeError(
+        `protection key ${
+          String(o.pkey)
+        } is invalid for ${f.name}: expected 0..15 with 4/5-level paging`,
+      );
+    }
+    w[1] = (w[1] | (o.pkey << (b.pkey - 32))) >>> 0;
+  }
+  placeFrame(mode, w, pa, level > 1);
+  return w;
+}
+
+function placeFrame(
+  mode: PagingMode,
+  w: [number, number],
+  addr: number,
+  large: boolean,
+): void {
+  const f = mode.format;
+  if (f.kind === "radix") {
+    const fn = addr / 2 ** f.pageShift;
+    if (!Number.isInteger(fn) || fn >= 2 ** f.frameWidth) {
+      throw new RangeError(
+        `frame address ${
+          hexPhys(addr)
+        } does not fit the ${f.frameWidth}-bit frame field of ${f.name}: expected a multiple of ${
+          2 ** f.pageShift
+        } below ${hexPhys(2 ** (f.frameWidth + f.pageShift))}`,
+      );
+    }
+    const v = BigInt(fn) << BigInt(f.frameLow);
+    w[0] = (w[0] | Number(v & 0xffffffffn)) >>> 0;
+    w[1] = (w[1] | Number(v >> 32n)) >>> 0;
+    return;
+  }
+  if (f.kind === "x86-32" && large) {
+    w[0] = (w[0] | (addr % 2 ** 32)) >>> 0;
+    w[0] = (w[0] | (Math.floor(addr / 2 ** 32) << 13)) >>> 0;
+    return;
+  }
+  w[0] = (w[0] | (addr % 2 ** 32)) >>> 0;
+  w[1] = (w[1] | Math.floor(addr / 2 ** 32)) >>> 0;
+}
+
+function entryRights(
+  mode: PagingMode,
+  level: number,
+  lo: number,
+  hi: number,
+): number {
+  if (mode.tables.hasRights[level] !== 1) return 7;
+  const b = mode.format.bits;
+  const get = (bit: number) =>
+    bit < 0
+      ? undefined
+      : (bit < 32 ? (lo >>> bit) & 1 : (hi >>> (bit - 32)) & 1) === 1;
+  let r = 7;
+  if (get(b.writable) === false) r &= ~1;
+  if (get(b.user) === false) r &= ~2;
+  if ((mode.nxe && get(b.noExec) === true) || get(b.exec) === false) r &= ~4;
+  return r;
+}
+
+function classify(
+  mode: PagingMode,
+  level: number,
+  olo: number,
+  ohi: number,
+  nlo: number,
+  nhi: number,
+): EntryChangeKind {
+  const f = mode.format;
+  olo >>>= 0;
+  ohi >>>= 0;
+  if (olo === nlo && ohi === nhi) return "none";
+  const op = decodeEntry(f, level, olo, ohi);
+  const np = decodeEntry(f, level, nlo, nhi);
+  if (!op.present && !np.present) return "flags";
+  if (!op.present) return "install";
+  if (!np.present) return "remove";
+  if (op.address !== np.address || op.pageSize !== np.pageSize) return "remap";
+  const or = entryRights(mode, level, olo, ohi);
+  const nr = entryRights(mode, level, nlo, nhi);
+  if ((or & ~nr) !== 0) return "restrict";
+  if ((nr & ~or) !== 0) return "relax";
+  return "flags";
+}
+
+function flagsNeedFlush(
+  mode: PagingMode,
+  olo: number,
+  ohi: number,
+  nlo: number,
+  nhi: number,
+): boolean {
+  // Only A or D going 0 → 1 leaves cached translations valid.
+  const b = mode.format.bits;
+  let ad = 0;
+  if (b.accessed >= 0 && b.accessed < 32) ad |= 1 << b.accessed;
+  if (b.dirty >= 0 && b.dirty < 32) ad |= 1 << b.dirty;
+  const changedLo = (olo ^ nlo) >>> 0;
+  const onlyAdSet = (changedLo & ~ad) === 0 && ohi === nhi &&
+    (nlo & changedLo) === changedLo;
+  return !onlyAdSet;
+}
+
+/**
+ * Format a 64-bit entry value as hex (for messages and displays).
+ *
+ * @example
+ * ```ts
+ * import { hexEntry } from "./builder.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(hexEntry(0x8000000000001067n), "0x8000000000001067");
+ * ```
+ */
+export function hexEntry(e: bigint): string {
+  return hex64(Number(e >> 32n), Number(e & 0xffffffffn));
+}
