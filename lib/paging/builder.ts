@@ -18,7 +18,7 @@ import {
   hexPhys,
   LinearAddress,
 } from "../address/address.ts";
-import { FrameAllocator, PhysicalMemory } from "../memory/memory.ts";
+import { FrameAllocator, type PhysicalMemory } from "../memory/memory.ts";
 import {
   levelSpec,
   pageSizeAt,
@@ -32,7 +32,7 @@ import {
   decodeEntry,
   type EntryFlags,
   sizeName,
-  Walk,
+  type Walk,
   walk,
   type WalkOptions,
 } from "./record.ts";
