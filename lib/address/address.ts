@@ -16,16 +16,14 @@
  * @module
  */
 
-declare const brand: unique symbol;
-
 /** A host-physical (machine) address: an integer in [0, 2^52). */
-export type Hpa = number & { readonly [brand]: "hpa" };
+export type Hpa = number & { readonly __brand: "hpa" };
 /** A guest-physical address: an integer in [0, 2^52). */
-export type Gpa = number & { readonly [brand]: "gpa" };
+export type Gpa = number & { readonly __brand: "gpa" };
 /** A machine frame number (hpa >> 12). */
-export type Mfn = number & { readonly [brand]: "mfn" };
+export type Mfn = number & { readonly __brand: "mfn" };
 /** A guest frame number (gpa >> 12). */
-export type Gfn = number & { readonly [brand]: "gfn" };
+export type Gfn = number & { readonly __brand: "gfn" };
 
 /** Anything the API accepts as a 64-bit address. */
 export type AddressLike = bigint | number | string;

@@ -134,7 +134,7 @@ export class WalkScratch {
   /** Number of steps made. */
   steps = 0;
   /** WALK_OK, WALK_PF or WALK_GP. */
-  outcome = WALK_OK;
+  outcome: number = WALK_OK;
   /** Translated physical address (ok). */
   pa = 0;
   /** log2 of the mapped page size (ok). */
