@@ -268,8 +268,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("input")
     ap.add_argument("output")
-    ap.add_argument("--grace", type=float, default=1.5,
-                    help="seconds to keep draining IOPub after idle (1.5)")
+    ap.add_argument("--grace", type=float, default=0.5,
+                    help="seconds to keep draining IOPub after idle (0.5)")
     ap.add_argument("--timeout", type=float, default=300.0,
                     help="seconds per cell before it is interrupted (300)")
     ap.add_argument("--startup-timeout", type=float, default=60.0,
