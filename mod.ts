@@ -141,5 +141,89 @@ export {
   pageTableToText,
   walkToText,
 } from "./lib/view/text.ts";
-export { walkToSvg } from "./lib/view/walk_svg.ts";
-export { pageTableToHtml } from "./lib/view/table_html.ts";
+export { type WalkSvgOptions, walkToSvg } from "./lib/view/walk_svg.ts";
+export {
+  type PageTableHtmlOptions,
+  type PageTableSource,
+  pageTableToHtml,
+  type RegionLabel,
+} from "./lib/view/table_html.ts";
+export {
+  CUSTOM_INSPECT,
+  JUPYTER_DISPLAY,
+  type MimeBundle,
+  Rich,
+  showPageTable,
+  type ShowPageTableOptions,
+  showWalk,
+} from "./lib/view/display.ts";
+export {
+  type SpaceChain,
+  type SpacesOptions,
+  spacesToSvg,
+} from "./lib/view/spaces_svg.ts";
+export {
+  type Cell,
+  type RowsOptions,
+  showRows,
+  showSpaces,
+} from "./lib/view/figures.ts";
+export {
+  COLORS,
+  FONT_MONO,
+  FONT_SANS,
+  formatCount,
+  hashId,
+  type LevelColor,
+  levelColor,
+} from "./lib/view/style.ts";
+export {
+  checkPcid,
+  type FlushOptions,
+  type Replacement,
+  Tlb,
+  type TlbArrayInfo,
+  type TlbArrayOptions,
+  type TlbCounters,
+  type TlbEntry,
+  type TlbOptions,
+  type TlbSizeClass,
+  type TlbSnapshot,
+  type TlbSplitOptions,
+} from "./lib/tlb/tlb.ts";
+export {
+  PagingStructureCache,
+  PSC_NAMES,
+  type PscCounters,
+  type PscEntry,
+  type PscOptions,
+  type PscSnapshot,
+} from "./lib/tlb/psc.ts";
+export {
+  type AccessResult,
+  Cpu,
+  type CpuCounters,
+  type CpuGpReason,
+  type CpuOptions,
+  type CpuSnapshot,
+  CR0,
+  CR4,
+  EFER,
+  type InstructionDone,
+  type InstructionFault,
+  type InstructionResult,
+  type InvpcidDescriptor,
+  type MovCr3Options,
+  type TlbUse,
+} from "./lib/cpu/cpu.ts";
+export {
+  type CacheViewOptions,
+  cpuToHtml,
+  cpuToText,
+  pscEntryToText,
+  pscToHtml,
+  pscToText,
+  tlbEntryToText,
+  tlbToHtml,
+  tlbToText,
+} from "./lib/view/tlb_html.ts";
