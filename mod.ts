@@ -227,3 +227,4 @@ export {
   tlbToHtml,
   tlbToText,
 } from "./lib/view/tlb_html.ts";
+export * from "./lib/exercise/mod.ts";
