@@ -36,6 +36,7 @@ export {
   splitAddress,
 } from "./lib/address/address.ts";
 export {
+  defaultAllocator,
   FrameAllocator,
   type FrameAllocatorOptions,
   MEMORY_CHUNK_BYTES,

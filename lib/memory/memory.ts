@@ -13,6 +13,13 @@ import { hexPhys, MAX_PHYS_BITS } from "../address/address.ts";
 
 const CHUNK_SHIFT = 12;
 const CHUNK = 1 << CHUNK_SHIFT;
+/**
+ * Direct-mapped cache of chunk lookups (chunk index → bytes, or undefined
+ * for an untouched chunk), so that a page walk, which touches one chunk per
+ * level, rarely pays for a `Map` lookup. Coherent because every chunk is
+ * created by #getOrCreate and dropped by zero(), which both update it.
+ */
+const CACHE_SLOTS = 256;
 
 /** Options for {@linkcode PhysicalMemory}. */
 export interface PhysicalMemoryOptions {
@@ -44,8 +51,10 @@ export class PhysicalMemory {
   /** Name used in messages. */
   readonly name: string;
   #chunks = new Map<number, Uint8Array>();
-  #lastIdx = -1;
-  #lastBytes: Uint8Array | undefined = undefined;
+  #cacheIdx = new Float64Array(CACHE_SLOTS).fill(-1);
+  #cacheBytes: (Uint8Array | undefined)[] = new Array(CACHE_SLOTS).fill(
+    undefined,
+  );
 
   /** Create an empty (all-zero) memory. */
   constructor(options: PhysicalMemoryOptions = {}) {
@@ -81,12 +90,12 @@ export class PhysicalMemory {
   }
 
   #get(idx: number): Uint8Array | undefined {
-    if (idx === this.#lastIdx) return this.#lastBytes;
+    // idx < 2^40: `&` keeps its low bits exactly
+    const slot = idx & (CACHE_SLOTS - 1);
+    if (this.#cacheIdx[slot] === idx) return this.#cacheBytes[slot];
     const c = this.#chunks.get(idx);
-    if (c !== undefined) {
-      this.#lastIdx = idx;
-      this.#lastBytes = c;
-    }
+    this.#cacheIdx[slot] = idx;
+    this.#cacheBytes[slot] = c;
     return c;
   }
 
@@ -95,8 +104,9 @@ export class PhysicalMemory {
     if (c === undefined) {
       c = new Uint8Array(CHUNK);
       this.#chunks.set(idx, c);
-      this.#lastIdx = idx;
-      this.#lastBytes = c;
+      const slot = idx & (CACHE_SLOTS - 1);
+      this.#cacheIdx[slot] = idx;
+      this.#cacheBytes[slot] = c;
     }
     return c;
   }
@@ -104,8 +114,9 @@ export class PhysicalMemory {
   /** Read one byte. */
   read8(addr: number): number {
     this.#check(addr, 1);
-    const c = this.#get(Math.floor(addr / CHUNK));
-    return c === undefined ? 0 : c[addr % CHUNK];
+    const idx = Math.floor(addr / CHUNK);
+    const c = this.#get(idx);
+    return c === undefined ? 0 : c[addr - idx * CHUNK];
   }
 
   /** Read a little-endian 16-bit value. */
@@ -115,10 +126,32 @@ export class PhysicalMemory {
 
   /** Read a little-endian unsigned 32-bit value. */
   read32(addr: number): number {
+    // The page walker's hot path, kept small enough for V8 to inline it:
+    // an in-range integer address inside a cached chunk. Everything else
+    // (checks that throw, uncached or untouched chunks, reads that cross a
+    // chunk) goes to #read32Slow. Not `addr % CHUNK`: addresses above 2^31
+    // are doubles, and a double modulo is a slow runtime call.
+    const idx = Math.floor(addr / CHUNK);
+    const slot = idx & (CACHE_SLOTS - 1);
+    const off = addr - idx * CHUNK;
+    if (
+      this.#cacheIdx[slot] === idx && off <= CHUNK - 4 && addr >= 0 &&
+      addr + 4 <= this.size && Number.isInteger(addr)
+    ) {
+      const c = this.#cacheBytes[slot];
+      if (c === undefined) return 0;
+      return (c[off] | (c[off + 1] << 8) | (c[off + 2] << 16) |
+        (c[off + 3] << 24)) >>> 0;
+    }
+    return this.#read32Slow(addr);
+  }
+
+  #read32Slow(addr: number): number {
     this.#check(addr, 4);
-    const off = addr % CHUNK;
+    const idx = Math.floor(addr / CHUNK);
+    const off = addr - idx * CHUNK;
     if (off <= CHUNK - 4) {
-      const c = this.#get(Math.floor(addr / CHUNK));
+      const c = this.#get(idx);
       if (c === undefined) return 0;
       return (c[off] | (c[off + 1] << 8) | (c[off + 2] << 16) |
         (c[off + 3] << 24)) >>> 0;
@@ -199,7 +232,11 @@ export class PhysicalMemory {
       const idx = Math.floor(a / CHUNK);
       if (n === CHUNK) {
         this.#chunks.delete(idx);
-        if (idx === this.#lastIdx) this.#lastIdx = -1;
+        const slot = idx & (CACHE_SLOTS - 1);
+        if (this.#cacheIdx[slot] === idx) {
+          this.#cacheIdx[slot] = -1;
+          this.#cacheBytes[slot] = undefined;
+        }
       } else {
         this.#get(idx)?.fill(0, off, off + n);
       }
@@ -260,7 +297,9 @@ export class FrameAllocator {
   /** Create an allocator over `[start, end)` of `memory`. */
   constructor(memory: PhysicalMemory, options: FrameAllocatorOptions = {}) {
     const fs = options.frameSize ?? 4096;
-    if (!Number.isInteger(fs) || fs < 1 || (fs & (fs - 1)) !== 0) {
+    // (not `fs & (fs - 1)`: bitwise operators truncate to 32 bits, which
+    // accepted e.g. 3 * 2^31)
+    if (!Number.isInteger(fs) || fs < 1 || !Number.isInteger(Math.log2(fs))) {
       throw new RangeError(
         `frame size ${String(fs)} is invalid: expected a power of two`,
       );
@@ -326,4 +365,39 @@ export class FrameAllocator {
     this.#allocated.delete(addr);
     this.#free.push(addr);
   }
+}
+
+const defaults = new WeakMap<PhysicalMemory, FrameAllocator>();
+
+/**
+ * The allocator shared by everything that builds in `memory` without being
+ * given an allocator (so two page tables in one memory never get the same
+ * frames). Created on first use with `frameSize`; asking again with a
+ * different frame size is an error, because two allocators over one memory
+ * would hand out overlapping frames.
+ *
+ * @example
+ * ```ts
+ * import { defaultAllocator, PhysicalMemory } from "./memory.ts";
+ * import assert from "node:assert/strict";
+ * const m = new PhysicalMemory({ size: 1 << 20 });
+ * assert.equal(defaultAllocator(m), defaultAllocator(m));
+ * assert.throws(() => defaultAllocator(m, 32), /4096-byte frames/);
+ * ```
+ */
+export function defaultAllocator(
+  memory: PhysicalMemory,
+  frameSize = 4096,
+): FrameAllocator {
+  let a = defaults.get(memory);
+  if (a === undefined) {
+    a = new FrameAllocator(memory, { frameSize });
+    defaults.set(memory, a);
+  } else if (a.frameSize !== frameSize) {
+    throw new RangeError(
+      `${memory.name} already has a default allocator with ${a.frameSize}-byte frames; ` +
+        `pass an allocator explicitly to use ${frameSize}-byte frames in it`,
+    );
+  }
+  return a;
 }

@@ -18,7 +18,11 @@ import {
   hexPhys,
   LinearAddress,
 } from "../address/address.ts";
-import { FrameAllocator, type PhysicalMemory } from "../memory/memory.ts";
+import {
+  defaultAllocator,
+  type FrameAllocator,
+  type PhysicalMemory,
+} from "../memory/memory.ts";
 import {
   levelSpec,
   pageSizeAt,
@@ -146,7 +150,7 @@ export interface PageTableOptions {
   mode?: PagingMode;
   /** Format when no mode is given; default 4-level. */
   format?: PagingFormat;
-  /** Allocator for table frames; default a new one over the whole memory. */
+  /** Allocator for table frames; default the memory's shared allocator (`defaultAllocator`). */
   allocator?: FrameAllocator;
   /** Use an existing root table at this address instead of allocating one. */
   root?: number;
@@ -189,8 +193,10 @@ export class PageTable {
     this.memory = memory;
     this.mode = options.mode ?? pagingMode(options.format ?? X86_64_4LEVEL);
     const f = this.mode.format;
+    // One shared allocator per memory unless told otherwise: two tables in
+    // one memory must never receive the same frames.
     this.allocator = options.allocator ??
-      new FrameAllocator(memory, { frameSize: 2 ** f.pageShift });
+      defaultAllocator(memory, 2 ** f.pageShift);
     if (this.allocator.memory !== memory) {
       throw new RangeError(
         "the allocator belongs to a different memory than the page table",
@@ -270,7 +276,11 @@ export class PageTable {
       kind,
       needsFlush: kind === "remove" || kind === "remap" ||
         kind === "restrict" ||
-        (kind === "flags" && flagsNeedFlush(this.mode, olo, ohi, lo, hi)),
+        // Not-present entries are never cached (SDM §4.10.2.3, §4.10.3.1),
+        // so rewriting one that stays not present needs no flush.
+        (kind === "flags" &&
+          decodeEntry(this.mode.format, level, olo, ohi).present &&
+          flagsNeedFlush(this.mode, olo, ohi, lo, hi)),
       level,
       entryAddress,
       va,
@@ -399,6 +409,9 @@ export class PageTable {
         }`,
       );
     }
+    // Encode first: a bad attribute (pkey, XD without NXE) must throw before
+    // any table is created or a subtree freed below.
+    const [lo, hi] = encodeLeaf(this.mode, level, pa, options);
     const ea = this.#slot(a, level, true)!;
     const [olo, ohi] = this.#read(ea);
     const old = decodeEntry(f, level, olo, ohi);
@@ -420,7 +433,6 @@ export class PageTable {
       }
       this.#freeTree(old.address, level - 1);
     }
-    const [lo, hi] = encodeLeaf(this.mode, level, pa, options);
     return this.writeEntry(level, ea, lo, hi, a);
   }
 
@@ -553,6 +565,28 @@ export class PageTable {
           } is invalid: expected a positive multiple of ${base}`,
         );
       }
+      // The whole region must lie in one valid stretch of the address
+      // space: no wrap past 2^64, no crossing of the x86-64 non-canonical
+      // hole, nothing beyond 2^vaBits (checked here, before any write).
+      const first = v.toBigInt();
+      const last = first + BigInt(r.length) - 1n;
+      const top = (a: bigint) => (a >> BigInt(f.vaBits - 1)) & 1n;
+      if (
+        last >= 1n << 64n ||
+        (f.canonical === "sign" && top(first) !== top(last)) ||
+        !isCanonical(
+          this.mode,
+          Number(last >> 32n),
+          Number(last & 0xffffffffn),
+        ) ||
+        (f.canonical === "zero" && last >= 1n << BigInt(f.vaBits))
+      ) {
+        throw new RangeError(
+          `region ${i}${r.label ? ` (${r.label})` : ""}: ${v.toHex()} + ${
+            hexPhys(r.length)
+          } runs past the end of its part of the ${f.vaBits}-bit address space`,
+        );
+      }
       let off = 0;
       while (off < r.length) {
         const va = addOffset(v, off);
@@ -597,17 +631,44 @@ export class PageTable {
       }
     }
     for (const p of plans) {
-      const hit = this.#findLeaf(p.va);
-      if (hit) {
+      // Everything map() would reject, checked before any write: the frame
+      // (sign, limit), the attributes (encodeLeaf), and any existing leaf
+      // that covers the page *or lies inside it* (a large page over an
+      // existing 4 KiB mapping), not just one at its first address.
+      const what = `region${p.r.label ? ` ${p.r.label}` : ""}`;
+      const level = this.#levelForSize(p.size);
+      const limit = f.kind === "x86-32" && level === 2
+        ? 2 ** Math.min(this.mode.maxPhyAddr, 40)
+        : this.mode.physLimit;
+      if (!Number.isInteger(p.pa) || p.pa < 0 || p.pa + p.size > limit) {
         throw new RangeError(
-          `region${
-            p.r.label ? ` ${p.r.label}` : ""
-          } overlaps an existing mapping at ${p.va.toHex()}`,
+          `${what}: physical address ${
+            String(p.pa)
+          } is invalid: expected a non-negative integer with the page below ${
+            hexPhys(limit)
+          }`,
+        );
+      }
+      encodeLeaf(this.mode, level, p.pa, p.r);
+      if (this.#findLeaf(p.va) || this.#occupied(p.va, level)) {
+        throw new RangeError(
+          `${what} overlaps an existing mapping at ${p.va.toHex()}`,
         );
       }
     }
     for (const p of plans) this.map(p.va, p.pa, { ...p.r, size: p.size });
     return plans.length;
+  }
+
+  /** Whether a present leaf lies inside the `level` entry's span at `va`. */
+  #occupied(va: LinearAddress, level: number): boolean {
+    const ea = this.#slot(va, level, false);
+    if (ea === undefined) return false;
+    const [lo, hi] = this.#read(ea);
+    const e = decodeEntry(this.format, level, lo, hi);
+    if (!e.present) return false;
+    return this.#isLeaf(level, lo, hi) ||
+      this.#countPresent(e.address, level - 1) > 0;
   }
 
   #autoSize(va: LinearAddress, pa: number, remaining: number): number {

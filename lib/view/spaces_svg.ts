@@ -52,7 +52,7 @@ const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"];
  *   { columns: ["virtual", "physical", "machine"], ranges: [[0, 64], [0, 64], [0, 64]] },
  * );
  * assert.match(svg, /^<svg/);
- * assert.equal((svg.match(/<line /g) ?? []).length, 2);
+ * assert.equal((svg.match(/<line /g) ?? []).length, 2); // two arrows, no leader line
  * ```
  */
 export function spacesToSvg(
@@ -87,9 +87,10 @@ export function spacesToSvg(
     const lo = Math.min(...all), hi = Math.max(...all);
     return [lo, hi === lo ? lo + 1 : hi + (hi - lo) / 20] as [number, number];
   });
-  const labelW = 190, colGap = 210, barW = 18, top = 56, h = 300;
+  const labelW = 190, colGap = 210, barW = 18, top = 56;
+  const h = Math.max(300, chains.length * 15 + 20);
   const width = labelW + (cols.length - 1) * colGap + 140;
-  const height = top + h + 40;
+  const height = top + h + 52;
   const x = (i: number) => labelW + i * colGap;
   const y = (i: number, v: number) => {
     const [lo, hi] = ranges[i];
@@ -125,7 +126,9 @@ export function spacesToSvg(
       }</text>`,
     );
     out.push(
-      `<text x="${x(i) + barW + 4}" y="${top + h}" fill="#777" font-size="10">${
+      `<text x="${x(i) + barW / 2}" y="${
+        top + h + 14
+      }" text-anchor="middle" fill="#777" font-size="10">${
         escapeXml(hexish(hi))
       }</text>`,
     );
@@ -143,13 +146,37 @@ export function spacesToSvg(
       }" fill="${colour(b.group)}" font-size="11">${escapeXml(b.label)}</text>`,
     );
   }
-  chains.forEach((c) => {
+  // Labels at the left, pushed apart so that chains starting at the same
+  // address stay readable; a leader line joins a moved label to its point.
+  const labelY = new Map<number, number>();
+  const starts = chains.map((c, i) => ({ i, p: c.points[0] }))
+    .filter((e): e is { i: number; p: number } => e.p !== undefined)
+    .map((e) => ({ i: e.i, y: y(0, e.p) }))
+    .sort((a, b) => a.y - b.y || a.i - b.i);
+  let prev = -Infinity;
+  for (const e of starts) {
+    const ly = Math.max(e.y, prev + 15);
+    labelY.set(e.i, ly);
+    prev = ly;
+  }
+  chains.forEach((c, ci) => {
     const col = colour(c.group);
     const p0 = c.points[0];
     if (p0 !== undefined) {
+      const ly = labelY.get(ci)!;
+      const py = y(0, p0);
+      if (Math.abs(ly - py) > 0.5) {
+        out.push(
+          `<line x1="${x(0) - 4}" y1="${ly.toFixed(1)}" x2="${
+            x(0) + barW / 2
+          }" y2="${
+            py.toFixed(1)
+          }" stroke="${col}" stroke-width="0.8" stroke-dasharray="2,2"/>`,
+        );
+      }
       out.push(
         `<text x="${x(0) - 6}" y="${
-          (y(0, p0) + 4).toFixed(1)
+          (ly + 4).toFixed(1)
         }" text-anchor="end" fill="${col}">${escapeXml(c.label)}</text>`,
       );
     }
