@@ -1616,6 +1616,7 @@ export class Cpu {
         a,
         flags,
         resumed,
+        this.pkru,
       );
       return { ...base, outcome: walk.outcome, tlb: "miss", walk };
     }

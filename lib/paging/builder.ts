@@ -33,7 +33,7 @@ import { type PagingMode, pagingMode } from "./mode.ts";
 import {
   checkRoot,
   checkVa,
-  decodeEntry,
+  decodeModeEntry,
   type EntryFlags,
   sizeName,
   type Walk,
@@ -279,7 +279,7 @@ export class PageTable {
         // Not-present entries are never cached (SDM §4.10.2.3, §4.10.3.1),
         // so rewriting one that stays not present needs no flush.
         (kind === "flags" &&
-          decodeEntry(this.mode.format, level, olo, ohi).present &&
+          decodeModeEntry(this.mode, level, olo, ohi).present &&
           flagsNeedFlush(this.mode, olo, ohi, lo, hi)),
       level,
       entryAddress,
@@ -339,7 +339,7 @@ export class PageTable {
       const ea = base + idx * f.entryBytes;
       if (l === level) return ea;
       const [lo, hi] = this.#read(ea);
-      const e = decodeEntry(f, l, lo, hi);
+      const e = decodeModeEntry(this.mode, l, lo, hi);
       if (!e.present) {
         if (!create) return undefined;
         const t = this.#allocTable();
@@ -347,6 +347,14 @@ export class PageTable {
         this.writeEntry(l, ea, nlo, nhi, alignDown(va, spec.shift));
         base = t;
         continue;
+      }
+      if (e.reserved) {
+        if (!create) return undefined;
+        throw new RangeError(
+          `cannot map ${va.toHex()}: ${spec.entry} at ${
+            hexPhys(ea)
+          } has reserved bits set (the MMU would fault there); fix or clear it first`,
+        );
       }
       if (this.#isLeaf(l, lo, hi)) {
         if (!create) return undefined;
@@ -414,7 +422,7 @@ export class PageTable {
     const [lo, hi] = encodeLeaf(this.mode, level, pa, options);
     const ea = this.#slot(a, level, true)!;
     const [olo, ohi] = this.#read(ea);
-    const old = decodeEntry(f, level, olo, ohi);
+    const old = decodeModeEntry(this.mode, level, olo, ohi);
     if (old.present) {
       if (this.#isLeaf(level, olo, ohi)) {
         throw new RangeError(
@@ -442,9 +450,9 @@ export class PageTable {
     let c = 0;
     for (let i = 0; i < n; i++) {
       const [lo, hi] = this.#read(table + i * f.entryBytes);
-      const e = decodeEntry(f, level, lo, hi);
+      const e = decodeModeEntry(this.mode, level, lo, hi);
       if (!e.present) continue;
-      c += this.#isLeaf(level, lo, hi)
+      c += this.#isLeaf(level, lo, hi) || e.reserved
         ? 1
         : this.#countPresent(e.address, level - 1);
     }
@@ -457,8 +465,8 @@ export class PageTable {
       const n = 2 ** levelSpec(f, level).bits;
       for (let i = 0; i < n; i++) {
         const [lo, hi] = this.#read(table + i * f.entryBytes);
-        const e = decodeEntry(f, level, lo, hi);
-        if (e.present && !this.#isLeaf(level, lo, hi)) {
+        const e = decodeModeEntry(this.mode, level, lo, hi);
+        if (e.present && !e.reserved && !this.#isLeaf(level, lo, hi)) {
           this.#freeTree(e.address, level - 1);
         }
       }
@@ -476,8 +484,8 @@ export class PageTable {
       const spec = levelSpec(f, l);
       const ea = base + indexOf(a, spec.shift, spec.bits) * f.entryBytes;
       const [lo, hi] = this.#read(ea);
-      const e = decodeEntry(f, l, lo, hi);
-      if (!e.present) return undefined;
+      const e = decodeModeEntry(this.mode, l, lo, hi);
+      if (!e.present || e.reserved) return undefined;
       if (this.#isLeaf(l, lo, hi)) return { level: l, ea, lo, hi };
       base = e.address;
     }
@@ -520,7 +528,7 @@ export class PageTable {
       );
     }
     const f = this.format;
-    const e = decodeEntry(f, leaf.level, leaf.lo, leaf.hi);
+    const e = decodeModeEntry(this.mode, leaf.level, leaf.lo, leaf.hi);
     const merged: LeafOptions = {
       writable: changes.writable ?? e.writable ?? true,
       user: changes.user ?? e.user ?? true,
@@ -665,7 +673,7 @@ export class PageTable {
     const ea = this.#slot(va, level, false);
     if (ea === undefined) return false;
     const [lo, hi] = this.#read(ea);
-    const e = decodeEntry(this.format, level, lo, hi);
+    const e = decodeModeEntry(this.mode, level, lo, hi);
     if (!e.present) return false;
     return this.#isLeaf(level, lo, hi) ||
       this.#countPresent(e.address, level - 1) > 0;
@@ -704,7 +712,8 @@ export class PageTable {
 
   /**
    * Every present leaf, in address order, with path rights. Linear
-   * addresses are sign-extended for x86-64.
+   * addresses are sign-extended for x86-64. Paths through an entry with
+   * reserved bits are skipped: nothing is mapped there for the MMU.
    */
   *mappings(): Generator<Mapping> {
     yield* this.#walkTree(this.root, this.format.levels.length, 0, 0, 7);
@@ -723,8 +732,8 @@ export class PageTable {
     for (let i = 0; i < n; i++) {
       const ea = table + i * f.entryBytes;
       const [elo, ehi] = this.#read(ea);
-      const e = decodeEntry(f, level, elo, ehi);
-      if (!e.present) continue;
+      const e = decodeModeEntry(this.mode, level, elo, ehi);
+      if (!e.present || e.reserved) continue;
       const [vhi, vlo] = placeIndex(hi, lo, i, spec.shift);
       let r = rights;
       if (this.mode.tables.hasRights[level] === 1) {
@@ -739,7 +748,7 @@ export class PageTable {
           size: 2 ** spec.shift,
           level,
           entryAddress: ea,
-          flags: e,
+          flags: entryFlagsOnly(e),
           rights: {
             writable: (r & 1) !== 0,
             user: (r & 2) !== 0,
@@ -752,7 +761,11 @@ export class PageTable {
     }
   }
 
-  /** Every table page reachable from the root, root first. */
+  /**
+   * Every table page reachable from the root, root first (entries with
+   * reserved bits are counted as present but not followed: the MMU would
+   * fault on them).
+   */
   tables(): TableInfo[] {
     const out: TableInfo[] = [];
     const f = this.format;
@@ -762,10 +775,10 @@ export class PageTable {
       const subs: number[] = [];
       for (let i = 0; i < 2 ** spec.bits; i++) {
         const [lo, hi] = this.#read(t + i * f.entryBytes);
-        const e = decodeEntry(f, level, lo, hi);
+        const e = decodeModeEntry(this.mode, level, lo, hi);
         if (!e.present) continue;
         present++;
-        if (!this.#isLeaf(level, lo, hi)) subs.push(e.address);
+        if (!e.reserved && !this.#isLeaf(level, lo, hi)) subs.push(e.address);
       }
       out.push({ address: t, level, present });
       for (const s of subs) visit(s, level - 1);
@@ -786,6 +799,14 @@ export class PageTable {
   [Symbol.for("Deno.customInspect")](): string {
     return pageTableToText(this);
   }
+}
+
+/** The decoded fields without the mode-derived `reserved`/`leaf` marks. */
+function entryFlagsOnly(e: EntryFlags): EntryFlags {
+  const out = { ...e } as Record<string, unknown>;
+  delete out.reserved;
+  delete out.leaf;
+  return out as unknown as EntryFlags;
 }
 
 function indexOf(a: LinearAddress, shift: number, bits: number): number {
@@ -990,8 +1011,8 @@ function classify(
   olo >>>= 0;
   ohi >>>= 0;
   if (olo === nlo && ohi === nhi) return "none";
-  const op = decodeEntry(f, level, olo, ohi);
-  const np = decodeEntry(f, level, nlo, nhi);
+  const op = decodeModeEntry(mode, level, olo, ohi);
+  const np = decodeModeEntry(mode, level, nlo, nhi);
   if (!op.present && !np.present) return "flags";
   if (!op.present) return "install";
   if (!np.present) return "remove";

@@ -196,7 +196,10 @@ export function validateFormat(f: PagingFormat): PagingFormat {
       if (bit !== NONE) { for (let k = 0; k < 4; k++) claim(bit + k, "pkey"); }
     } else claim(bit, name);
   }
-  if (f.frameWidth < 1 || f.frameLow + f.frameWidth > width) {
+  if (
+    !Number.isInteger(f.frameLow) || !Number.isInteger(f.frameWidth) ||
+    f.frameLow < 0 || f.frameWidth < 1 || f.frameLow + f.frameWidth > width
+  ) {
     fail(
       `frame field bits ${f.frameLow}..${
         f.frameLow + f.frameWidth - 1
@@ -209,14 +212,19 @@ export function validateFormat(f: PagingFormat): PagingFormat {
     // only a clash with a bit that every entry uses is an error.
     if (prev !== undefined) fail(`frame field bit ${k} overlaps ${prev}`);
   }
-  const leafTableBytes = (2 ** f.levels[f.levels.length - 1].bits) *
-    f.entryBytes;
-  if (f.levels.length > 1 && leafTableBytes > 2 ** f.pageShift) {
-    fail(
-      `a level-1 table (${leafTableBytes} bytes) does not fit in one ${
-        2 ** f.pageShift
-      }-byte page`,
-    );
+  // Every table of a multi-level format lives in one page frame (the
+  // builder allocates one frame per table, the root included), so every
+  // level must fit, not only the leaf table. A single-level format's root is
+  // a linear page table and may be larger.
+  for (const l of f.levels) {
+    const tableBytes = (2 ** l.bits) * f.entryBytes;
+    if (f.levels.length > 1 && tableBytes > 2 ** f.pageShift) {
+      fail(
+        `a level-${l.level} table (${tableBytes} bytes) does not fit in one ${
+          2 ** f.pageShift
+        }-byte page`,
+      );
+    }
   }
   if (
     f.levels.some((l) => l.canMapPage && l.level > 1) && b.pageSize === NONE
@@ -406,8 +414,9 @@ export function radixFormat(options: RadixOptions): PagingFormat {
     levels.unshift(
       lvl(
         level,
-        level === 1 ? "PT" : `L${level} table`,
-        level === 1 ? "PTE" : `L${level}E`,
+        // OSTEP's and the book's words for two levels; L3E… above that.
+        level === 1 ? "PT" : level === 2 ? "PD" : `L${level} table`,
+        level === 1 ? "PTE" : level === 2 ? "PDE" : `L${level}E`,
         shift,
         options.levelBits[i],
         false,

@@ -217,6 +217,77 @@ export function decodeEntry(
   return out as unknown as EntryFlags;
 }
 
+/** An entry decoded under a paging mode (see {@linkcode decodeModeEntry}). */
+export interface ModeEntryFlags extends EntryFlags {
+  /** A reserved bit is set (the walker faults here with RSVD = 1). */
+  readonly reserved: boolean;
+  /** The entry maps a page (level 1, or PS = 1 where the mode honours it). */
+  readonly leaf: boolean;
+}
+
+/**
+ * Decode an entry as the walker of `mode` reads it: PS ignored where the
+ * mode ignores it (32-bit paging with CR4.PSE = 0, SDM Table 4-5), no rights
+ * on PAE PDPTEs (those bits are reserved there, SDM Table 4-8), the address
+ * limited to MAXPHYADDR bits, and whether reserved bits are set. Listings
+ * and displays use this so that they agree with the walker.
+ *
+ * @example
+ * ```ts
+ * import { decodeModeEntry } from "./record.ts";
+ * import { pagingMode } from "./mode.ts";
+ * import { X86_32, X86_64_4LEVEL } from "./format.ts";
+ * import assert from "node:assert/strict";
+ * // PS = 1 in a PDE with CR4.PSE = 0 is ignored: a page-table pointer.
+ * const e = decodeModeEntry(pagingMode(X86_32, { pse: false }), 2, 0x0040_1087, 0);
+ * assert.equal(e.leaf, false);
+ * assert.equal(e.address, 0x0040_1000);
+ * // Address bit 46 with MAXPHYADDR 46 is reserved.
+ * const r = decodeModeEntry(pagingMode(X86_64_4LEVEL, { maxPhyAddr: 46 }), 1, 0x1003, 0x4000);
+ * assert.equal(r.reserved, true);
+ * assert.equal(r.address, 0x1000);
+ * ```
+ */
+export function decodeModeEntry(
+  mode: PagingMode,
+  level: number,
+  lo: number,
+  hi: number,
+): ModeEntryFlags {
+  const f = mode.format;
+  const t = mode.tables;
+  levelSpec(f, level);
+  const psBit = f.bits.pageSize;
+  const psSet = psBit >= 0 && bit(lo, hi, psBit) === true;
+  const ps = psSet && t.psLeaf[level] === 1;
+  const dlo = psSet && !ps && f.kind === "x86-32"
+    ? (lo & ~(1 << psBit)) >>> 0
+    : lo;
+  const base = decodeEntry(f, level, dlo, hi) as unknown as Record<
+    string,
+    unknown
+  >;
+  const k = 2 * level + (ps ? 1 : 0);
+  const reserved = ((lo & t.rsvdLo[k]) | (hi & t.rsvdHi[k])) !== 0;
+  const out: Record<string, unknown> = {
+    ...base,
+    reserved,
+    leaf: level === 1 || ps,
+  };
+  if (f.kind === "x86-64" || f.kind === "pae") {
+    const shift = levelSpec(f, level).shift;
+    const lowMask = ps ? ~((2 ** shift) - 1) & t.addrLo : t.addrLo;
+    out.address = (hi & t.addrHi) * 2 ** 32 + ((lo & lowMask) >>> 0);
+  }
+  if (t.hasRights[level] !== 1) {
+    delete out.writable;
+    delete out.user;
+    delete out.noExec;
+    delete out.exec;
+  }
+  return out as unknown as ModeEntryFlags;
+}
+
 /** One table read of a walk. */
 export interface WalkStep {
   /** Level (1 = leaf table). */
@@ -364,7 +435,17 @@ export interface WalkAccess {
   readonly ac: boolean;
 }
 
-const REASON_TEXT: Record<FaultReason, string> = {
+/**
+ * One-line explanation of each fault reason.
+ *
+ * @example
+ * ```ts
+ * import { FAULT_REASON_TEXT } from "./record.ts";
+ * import assert from "node:assert/strict";
+ * assert.match(FAULT_REASON_TEXT["smap"], /SMAP/);
+ * ```
+ */
+export const FAULT_REASON_TEXT: Readonly<Record<FaultReason, string>> = {
   "none": "",
   "not-present": "entry not present (P = 0)",
   "reserved-bit": "reserved bit set",
@@ -411,6 +492,8 @@ export class Walk {
   readonly outcome: WalkOutcome;
   /** Set when the walk started below the root. */
   readonly resumed: WalkResume | undefined;
+  /** PKRU during the walk (matters with CR4.PKE). */
+  readonly pkru: number;
 
   private constructor(
     init: Omit<Walk, "fault" | "ok" | "pa" | "toString">,
@@ -424,6 +507,7 @@ export class Walk {
     this.steps = init.steps;
     this.outcome = init.outcome;
     this.resumed = init.resumed;
+    this.pkru = init.pkru;
     Object.freeze(this);
   }
 
@@ -439,7 +523,7 @@ export class Walk {
 
   /**
    * Build the record from a scratch filled by `walkInto`.
-   * `access` is the ACCESS_* flag set the walk used.
+   * `access` is the ACCESS_* flag set the walk used, `pkru` the PKRU value.
    */
   static fromScratch(
     s: WalkScratch,
@@ -448,6 +532,7 @@ export class Walk {
     va: LinearAddress,
     access: number,
     resumed?: WalkResume,
+    pkru = 0,
   ): Walk {
     const f = mode.format;
     const fields: AddressField[] = f.levels.map((l) => ({
@@ -467,7 +552,7 @@ export class Walk {
     const steps: WalkStep[] = [];
     for (let i = 0; i < s.steps; i++) {
       const level = s.level[i];
-      const flags = decodeEntry(f, level, s.lo[i], s.hi[i]);
+      const flags: EntryFlags = decodeModeEntry(mode, level, s.lo[i], s.hi[i]);
       const leaf = s.leafFound && i === s.steps - 1;
       steps.push({
         level,
@@ -512,7 +597,7 @@ export class Walk {
       outcome = {
         kind: "gp",
         reason,
-        message: `#GP(0): ${REASON_TEXT[reason]} ${va.toHex()}`,
+        message: `#GP(0): ${FAULT_REASON_TEXT[reason]} ${va.toHex()}`,
       };
     } else {
       const where = s.leafLevel > 0
@@ -525,7 +610,7 @@ export class Walk {
         level: s.leafLevel,
         reason,
         message: `#PF(0x${s.errorCode.toString(16)}) at ${va.toHex()}: ${
-          REASON_TEXT[reason]
+          FAULT_REASON_TEXT[reason]
         }${where}`,
       };
     }
@@ -539,6 +624,7 @@ export class Walk {
       steps,
       outcome,
       resumed,
+      pkru,
     });
   }
 
@@ -641,6 +727,7 @@ export function walk(
   checkVa(mode, a);
   checkRoot(mode, target.root);
   const flags = accessFlags(options);
+  const pkru = checkPkru(options.pkru ?? 0);
   walkInto(
     scratch,
     mode,
@@ -649,13 +736,21 @@ export function walk(
     a.hi,
     a.lo,
     flags,
-    checkPkru(options.pkru ?? 0),
+    pkru,
     0,
     0,
     7,
     options.setAD ?? true,
   );
-  return Walk.fromScratch(scratch, mode, target.root, a, flags);
+  return Walk.fromScratch(
+    scratch,
+    mode,
+    target.root,
+    a,
+    flags,
+    undefined,
+    pkru,
+  );
 }
 
 /**

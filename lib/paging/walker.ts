@@ -183,7 +183,10 @@ export function isCanonical(mode: PagingMode, hi: number, lo: number): boolean {
   if (mode.format.canonical === "sign") {
     const s = vb - 1 - 32; // bit vaBits-1 within hi
     const top = hi >>> s;
-    return top === 0 || top === (2 ** (32 - s)) - 1;
+    // all ones in the top 32 - s bits; `>>>` instead of `2 **` (a libm
+    // pow call per walk)
+    return top === 0 ||
+      top === (s >= 0 && s < 32 ? 0xffffffff >>> s : (2 ** (32 - s)) - 1);
   }
   if (vb >= 64) return true;
   if (vb > 32) return (hi >>> (vb - 32)) === 0;
@@ -268,6 +271,103 @@ export function checkRights(
 }
 
 /**
+ * The successful full walk of an x86 format with CR4.PKE = 0, in a small
+ * function that V8 optimises well (the memory reads are inlined). Fills the
+ * scratch exactly as the general path of `walkInto` would and returns
+ * WALK_OK, or returns -1 without side effects at the first sign of anything
+ * else (a fault of any kind, a radix format), leaving it to the general
+ * path.
+ */
+function walkFast(
+  s: WalkScratch,
+  mode: PagingMode,
+  mem: EntryMemory,
+  root: number,
+  vaHi: number,
+  vaLo: number,
+  access: number,
+  startRights: number,
+  setAD: boolean,
+): number {
+  const f = mode.format;
+  const eb = f.entryBytes;
+  if (f.kind === "radix" || (eb !== 8 && eb !== 4)) return -1;
+  if (!isCanonical(mode, vaHi, vaLo)) return -1;
+  const t = mode.tables;
+  const m = bitMasks(f);
+  const n = f.levels.length;
+  const aLo = m[M_A], aHi = m[M_A + 1], hasA = (aLo | aHi) !== 0;
+  const wLo = m[M_W], wHi = m[M_W + 1], hasW = (wLo | wHi) !== 0;
+  const uLo = m[M_U], uHi = m[M_U + 1], hasU = (uLo | uHi) !== 0;
+  const xLo = m[M_X], xHi = m[M_X + 1], hasX = (xLo | xHi) !== 0;
+  const nxLo = mode.nxe ? m[M_NX] : 0, nxHi = mode.nxe ? m[M_NX + 1] : 0;
+  const sLevel = s.level, sBase = s.base, sIndex = s.index;
+  const sEntry = s.entryAddr, sLo = s.lo, sHi = s.hi, sRights = s.rights;
+  let level = n, base = root, rights = startRights, missingA = 0;
+  let lo = 0, hi = 0, ps = 0, i = 0;
+  for (;; i++) {
+    const idx = bitsOf(vaHi, vaLo, t.shift[level], t.bits[level]);
+    const ea = base + idx * eb;
+    lo = mem.read32(ea);
+    hi = eb === 8 ? mem.read32(ea + 4) : 0;
+    if (((lo & m[M_P]) | (hi & m[M_P + 1])) === 0) return -1;
+    ps = t.psLeaf[level] === 1 && ((lo & m[M_PS]) | (hi & m[M_PS + 1])) !== 0
+      ? 1
+      : 0;
+    const k = 2 * level + ps;
+    if (((lo & t.rsvdLo[k]) | (hi & t.rsvdHi[k])) !== 0) return -1;
+    if (
+      hasA && ((lo & aLo) | (hi & aHi)) === 0 && f.levels[n - level].hasAccessed
+    ) missingA |= 1 << i;
+    if (t.hasRights[level] === 1) {
+      let r = RIGHT_W | RIGHT_U | RIGHT_X;
+      if (hasW && ((lo & wLo) | (hi & wHi)) === 0) r &= ~RIGHT_W;
+      if (hasU && ((lo & uLo) | (hi & uHi)) === 0) r &= ~RIGHT_U;
+      if (((lo & nxLo) | (hi & nxHi)) !== 0) r &= ~RIGHT_X;
+      if (hasX && ((lo & xLo) | (hi & xHi)) === 0) r &= ~RIGHT_X;
+      rights &= r;
+    }
+    sLevel[i] = level;
+    sBase[i] = base;
+    sIndex[i] = idx;
+    sEntry[i] = ea;
+    sLo[i] = lo;
+    sHi[i] = hi;
+    sRights[i] = rights;
+    if (level === 1 || ps === 1) break;
+    base = (hi & t.addrHi) * 4294967296 + ((lo & t.addrLo) >>> 0);
+    level--;
+  }
+  if (verdicts(mode)[((rights & 7) << 5) | (access & 31)] !== 0) return -1;
+  const shift = t.shift[level];
+  s.steps = i + 1;
+  s.aSet = 0;
+  s.dSet = false;
+  s.errorCode = 0;
+  s.reason = 0;
+  s.leafFound = true;
+  s.leafLevel = level;
+  s.pageShift = shift;
+  s.pa = ps === 0 && shift < 32
+    ? (hi & t.addrHi) * 4294967296 + ((lo & t.addrLo) >>> 0) +
+      ((vaLo & LOW_MASK[shift]) >>> 0)
+    : leafAddress(mode, lo, hi, ps === 1, vaHi, vaLo, shift);
+  s.finalRights = rights;
+  s.pkey = 0;
+  s.global = mode.pge && ((lo & m[M_G]) | (hi & m[M_G + 1])) !== 0;
+  s.dirty = ((lo & m[M_D]) | (hi & m[M_D + 1])) !== 0;
+  s.outcome = WALK_OK;
+  if (
+    setAD &&
+    (missingA !== 0 ||
+      ((access & ACCESS_WRITE) !== 0 && f.bits.dirty >= 0 && !s.dirty))
+  ) {
+    setAccessedDirty(s, f, mem, access);
+  }
+  return WALK_OK;
+}
+
+/**
  * Walk the tables of `mode` rooted at `root` for the linear address
  * `vaHi:vaLo` and the access `access` (ACCESS_* flags), filling `s`.
  * Returns the outcome code. Allocation-free.
@@ -308,6 +408,17 @@ export function walkInto(
   startRights = 7,
   setAD = true,
 ): number {
+  // The common case first: a full x86 walk that succeeds. Anything else
+  // (a fault, PKE, a resumed walk, a radix format) is walked below by the
+  // general code, from the start; the fast path has no side effects until
+  // it succeeds, so a bail-out changes nothing.
+  if (
+    startLevel === 0 && !mode.pke &&
+    walkFast(s, mode, mem, root, vaHi, vaLo, access, startRights, setAD) ===
+      WALK_OK
+  ) {
+    return WALK_OK;
+  }
   const f = mode.format;
   const t = mode.tables;
   const fb = f.bits;
@@ -331,8 +442,23 @@ export function walkInto(
   let level = startLevel === 0 ? f.levels.length : startLevel;
   let base = startLevel === 0 ? root : startBase;
   let rights = startRights;
-  const psBit = fb.pageSize;
-  const presentBit = fb.present;
+  // Named bits as (lo, hi) word masks, 0 for an absent bit: tests are then
+  // `(lo & mLo) | (hi & mHi)`, which keeps this function small enough for
+  // V8 to inline the memory reads.
+  const m = bitMasks(f);
+  const aLo = m[M_A], aHi = m[M_A + 1], hasA = (aLo | aHi) !== 0;
+  // Steps whose entry has an A bit that is still clear: when none is (and
+  // no D is due), the A/D pass below is skipped (the steady state).
+  let missingA = 0;
+  const wLo = m[M_W], wHi = m[M_W + 1], hasW = (wLo | wHi) !== 0;
+  const uLo = m[M_U], uHi = m[M_U + 1], hasU = (uLo | uHi) !== 0;
+  const xLo = m[M_X], xHi = m[M_X + 1], hasX = (xLo | xHi) !== 0;
+  const nxLo = mode.nxe ? m[M_NX] : 0, nxHi = mode.nxe ? m[M_NX + 1] : 0;
+  const x86 = f.kind !== "radix";
+  const addrLo = t.addrLo, addrHi = t.addrHi;
+  // the scratch arrays, loaded once (the memory reads are opaque calls)
+  const sLevel = s.level, sBase = s.base, sIndex = s.index;
+  const sEntry = s.entryAddr, sLo = s.lo, sHi = s.hi, sRights = s.rights;
   let lo = 0, hi = 0, leafShift = 0, pa = 0;
   for (;;) {
     const shift = t.shift[level];
@@ -352,21 +478,28 @@ export function walkInto(
       hi = 0;
     }
     const i = s.steps++;
-    s.level[i] = level;
-    s.base[i] = base;
-    s.index[i] = idx;
-    s.entryAddr[i] = ea;
-    s.lo[i] = lo;
-    s.hi[i] = hi;
-    s.rights[i] = rights;
-    if (!bitSet(lo, hi, presentBit)) {
+    sLevel[i] = level;
+    sBase[i] = base;
+    sIndex[i] = idx;
+    sEntry[i] = ea;
+    sLo[i] = lo;
+    sHi[i] = hi;
+    sRights[i] = rights;
+    if (
+      hasA && ((lo & aLo) | (hi & aHi)) === 0 &&
+      f.levels[f.levels.length - level].hasAccessed
+    ) missingA |= 1 << i;
+    if (((lo & m[M_P]) | (hi & m[M_P + 1])) === 0) {
       return fault(s, mode, access, level, Reason.NotPresent, 0);
     }
-    const ps = psBit >= 0 && t.psLeaf[level] === 1 && bitSet(lo, hi, psBit)
+    const ps = t.psLeaf[level] === 1 &&
+        ((lo & m[M_PS]) | (hi & m[M_PS + 1])) !== 0
       ? 1
       : 0;
-    // Reserved bits: a level that cannot map a page has PS in its mask.
-    const k = 2 * level + (psBit >= 0 && bitSet(lo, hi, psBit) ? 1 : 0);
+    // Reserved bits: a level that cannot map a page has PS in its mask. The
+    // mask is chosen by the *effective* PS (`ps`): with CR4.PSE = 0 a 32-bit
+    // PDE's bit 7 is ignored (SDM Table 4-5) and bits 21:13 are table address.
+    const k = 2 * level + ps;
     if ((lo & t.rsvdLo[k]) !== 0 || (hi & t.rsvdHi[k]) !== 0) {
       if (f.pdpteRegisters && level === f.levels.length && startLevel === 0) {
         // PAE PDPTEs are checked when MOV to CR3 loads them: #GP(0).
@@ -378,23 +511,29 @@ export function walkInto(
       return fault(s, mode, access, level, Reason.Reserved, PFEC_P | PFEC_RSVD);
     }
     if (t.hasRights[level] === 1) {
+      // an absent bit (mask 0) never restricts
       let r = RIGHT_W | RIGHT_U | RIGHT_X;
-      if (fb.writable >= 0 && !bitSet(lo, hi, fb.writable)) r &= ~RIGHT_W;
-      if (fb.user >= 0 && !bitSet(lo, hi, fb.user)) r &= ~RIGHT_U;
-      if (fb.noExec >= 0 && mode.nxe && bitSet(lo, hi, fb.noExec)) {
-        r &= ~RIGHT_X;
-      }
-      if (fb.exec >= 0 && !bitSet(lo, hi, fb.exec)) r &= ~RIGHT_X;
+      if (hasW && ((lo & wLo) | (hi & wHi)) === 0) r &= ~RIGHT_W;
+      if (hasU && ((lo & uLo) | (hi & uHi)) === 0) r &= ~RIGHT_U;
+      if (((lo & nxLo) | (hi & nxHi)) !== 0) r &= ~RIGHT_X; // XD, with NXE
+      if (hasX && ((lo & xLo) | (hi & xHi)) === 0) r &= ~RIGHT_X;
       rights &= r;
-      s.rights[i] = rights;
+      sRights[i] = rights;
     }
     if (level === 1 || ps === 1) {
       s.leafFound = true;
       leafShift = shift;
-      pa = leafAddress(mode, lo, hi, ps === 1, vaHi, vaLo, shift);
+      // a base-size leaf inline (what leafAddress does for it), so that no
+      // call boxes the address halves; large pages and wide shifts call out
+      pa = ps === 0 && shift < 32
+        ? nextTable(mode, lo, hi) + ((vaLo & LOW_MASK[shift]) >>> 0)
+        : leafAddress(mode, lo, hi, ps === 1, vaHi, vaLo, shift);
       break;
     }
-    base = nextTable(mode, lo, hi);
+    // (nextTable's x86 case, inline)
+    base = x86
+      ? (hi & addrHi) * 4294967296 + ((lo & addrLo) >>> 0)
+      : nextTable(mode, lo, hi);
     level--;
   }
   s.leafLevel = level;
@@ -402,48 +541,73 @@ export function walkInto(
   s.pa = pa;
   s.finalRights = rights;
   if (mode.pke) s.pkey = (hi >>> (fb.pkey - 32)) & 15;
-  s.global = mode.pge && bitSet(lo, hi, fb.global);
-  s.dirty = bitSet(lo, hi, fb.dirty);
-  const chk = checkRights(mode, rights, s.pkey, access, pkru);
+  s.global = mode.pge && ((lo & m[M_G]) | (hi & m[M_G + 1])) !== 0;
+  s.dirty = ((lo & m[M_D]) | (hi & m[M_D + 1])) !== 0;
+  // Without protection keys the verdict depends only on (mode, rights,
+  // access): look it up in a table that checkRights itself filled.
+  const chk = mode.pke
+    ? checkRights(mode, rights, s.pkey, access, pkru)
+    : verdicts(mode)[((rights & 7) << 5) | (access & 31)];
   if (chk !== 0) {
     return fault(s, mode, access, level, chk & 0xff, PFEC_P | (chk >>> 8));
   }
   s.outcome = WALK_OK;
-  if (setAD) {
-    const ab = fb.accessed;
-    const n = f.levels.length;
-    const last = s.steps - 1;
-    for (let i = 0; i <= last; i++) {
-      let add = 0;
-      const elo = s.lo[i], ehi = s.hi[i];
-      if (
-        ab >= 0 && f.levels[n - s.level[i]].hasAccessed && !bitSet(elo, ehi, ab)
-      ) {
-        add = ab;
-        s.aSet |= 1 << i;
-      }
-      let addD = -1;
-      if (
-        i === last && (access & ACCESS_WRITE) !== 0 && fb.dirty >= 0 && !s.dirty
-      ) {
-        addD = fb.dirty;
-        s.dSet = true;
-        s.dirty = true;
-      }
-      if ((s.aSet & (1 << i)) !== 0 || addD >= 0) {
-        writeBits(
-          mem,
-          s.entryAddr[i],
-          eb,
-          elo,
-          ehi,
-          (s.aSet & (1 << i)) !== 0 ? add : -1,
-          addD,
-        );
-      }
-    }
+  if (
+    setAD &&
+    (missingA !== 0 ||
+      ((access & ACCESS_WRITE) !== 0 && fb.dirty >= 0 && !s.dirty))
+  ) {
+    setAccessedDirty(s, f, mem, access);
   }
   return WALK_OK;
+}
+
+/**
+ * The A/D pass of a successful walk (SDM §4.8): A on every entry used that
+ * has one and lacks it, D on the leaf for writes. Kept out of `walkInto`,
+ * which calls it only when there is something to write.
+ */
+function setAccessedDirty(
+  s: WalkScratch,
+  f: PagingMode["format"],
+  mem: EntryMemory,
+  access: number,
+): void {
+  const fb = f.bits;
+  const eb = f.entryBytes;
+  const ab = fb.accessed;
+  const n = f.levels.length;
+  const last = s.steps - 1;
+  for (let i = 0; i <= last; i++) {
+    let add = 0;
+    const elo = s.lo[i], ehi = s.hi[i];
+    // (A already set, the steady state, is tested first: cheapest)
+    if (
+      ab >= 0 && !bitSet(elo, ehi, ab) && f.levels[n - s.level[i]].hasAccessed
+    ) {
+      add = ab;
+      s.aSet |= 1 << i;
+    }
+    let addD = -1;
+    if (
+      i === last && (access & ACCESS_WRITE) !== 0 && fb.dirty >= 0 && !s.dirty
+    ) {
+      addD = fb.dirty;
+      s.dSet = true;
+      s.dirty = true;
+    }
+    if ((s.aSet & (1 << i)) !== 0 || addD >= 0) {
+      writeBits(
+        mem,
+        s.entryAddr[i],
+        eb,
+        elo,
+        ehi,
+        (s.aSet & (1 << i)) !== 0 ? add : -1,
+        addD,
+      );
+    }
+  }
 }
 
 function writeBits(
@@ -472,6 +636,89 @@ function writeBits(
   if (nhi !== hi) mem.write32(ea + 4, nhi);
 }
 
+const verdictCache = new WeakMap<object, Uint8Array>();
+let lastVerdictMode: object | undefined = undefined;
+let lastVerdicts: Uint8Array = new Uint8Array(256);
+
+/**
+ * `checkRights(mode, rights, 0, access, 0)` for every rights value (3 bits)
+ * and access flag set (5 bits), at `(rights << 5) | access`; valid when
+ * CR4.PKE = 0 (then the key and PKRU do not matter). Cached per mode.
+ */
+function verdicts(mode: PagingMode): Uint8Array {
+  return mode === lastVerdictMode ? lastVerdicts : computeVerdicts(mode);
+}
+
+function computeVerdicts(mode: PagingMode): Uint8Array {
+  let v = verdictCache.get(mode);
+  if (v === undefined) {
+    v = new Uint8Array(256);
+    for (let r = 0; r < 8; r++) {
+      for (let a = 0; a < 32; a++) {
+        v[(r << 5) | a] = checkRights(mode, r, 0, a, 0);
+      }
+    }
+    // a mode is frozen by pagingMode; an unfrozen one could change
+    if (!Object.isFrozen(mode)) return v;
+    verdictCache.set(mode, v);
+  }
+  lastVerdictMode = mode;
+  lastVerdicts = v;
+  return v;
+}
+
+// Offsets into the mask array of `bitMasks` (lo word; hi word at +1).
+const M_P = 0,
+  M_PS = 2,
+  M_W = 4,
+  M_U = 6,
+  M_NX = 8,
+  M_X = 10,
+  M_G = 12,
+  M_D = 14,
+  M_A = 16;
+
+const maskCache = new WeakMap<object, Uint32Array>();
+let lastFormat: object | undefined = undefined;
+let lastMasks: Uint32Array = new Uint32Array(18);
+
+/**
+ * Word masks of a format's named bits. Cached per frozen (validated)
+ * format; an unfrozen descriptor is recomputed every time, since it could
+ * change between walks.
+ */
+function bitMasks(f: PagingMode["format"]): Uint32Array {
+  return f === lastFormat ? lastMasks : computeMasks(f);
+}
+
+function computeMasks(f: PagingMode["format"]): Uint32Array {
+  let masks = maskCache.get(f);
+  if (masks === undefined) {
+    const b = f.bits;
+    masks = new Uint32Array(18);
+    const bits = [
+      b.present,
+      b.pageSize,
+      b.writable,
+      b.user,
+      b.noExec,
+      b.exec,
+      b.global,
+      b.dirty,
+      b.accessed,
+    ];
+    bits.forEach((bit, j) => {
+      if (bit >= 0 && bit < 32) masks![2 * j] = 2 ** bit;
+      else if (bit >= 32 && bit < 64) masks![2 * j + 1] = 2 ** (bit - 32);
+    });
+    if (!Object.isFrozen(f) || !Object.isFrozen(b)) return masks;
+    maskCache.set(f, masks);
+  }
+  lastFormat = f;
+  lastMasks = masks;
+  return masks;
+}
+
 function bitSet(lo: number, hi: number, bit: number): boolean {
   if (bit < 0) return false;
   return bit < 32 ? ((lo >>> bit) & 1) === 1 : ((hi >>> (bit - 32)) & 1) === 1;
@@ -493,6 +740,9 @@ function fieldOf(lo: number, hi: number, low: number, width: number): number {
   return b * 65536 + a;
 }
 
+/** `LOW_MASK[k]` = 2^k − 1 for k in 0..32 (avoids `2 ** k` on the hot path). */
+const LOW_MASK = Uint32Array.from({ length: 33 }, (_, k) => 2 ** k - 1);
+
 function leafAddress(
   mode: PagingMode,
   lo: number,
@@ -504,8 +754,8 @@ function leafAddress(
 ): number {
   const f = mode.format;
   const off = shift >= 32
-    ? (vaHi & ((2 ** (shift - 32)) - 1)) * 4294967296 + vaLo
-    : (vaLo & ((2 ** shift) - 1)) >>> 0;
+    ? (vaHi & LOW_MASK[shift - 32]) * 4294967296 + vaLo
+    : (vaLo & LOW_MASK[shift]) >>> 0;
   if (!large) return nextTable(mode, lo, hi) + off;
   if (f.kind === "x86-32") {
     // PSE-36: PA bits 31:22 from PDE 31:22, PA bits 39:32 from PDE 20:13.
@@ -514,9 +764,9 @@ function leafAddress(
   }
   // 2 MiB / 1 GiB: the address field above the page boundary (bit 12 is PAT;
   // the bits between are reserved and were checked).
-  const frameLo = shift >= 32 ? 0 : (mode.tables.addrLo & ~((2 ** shift) - 1));
+  const frameLo = shift >= 32 ? 0 : (mode.tables.addrLo & ~LOW_MASK[shift]);
   const frameHi = shift >= 32
-    ? mode.tables.addrHi & ~((2 ** (shift - 32)) - 1)
+    ? mode.tables.addrHi & ~LOW_MASK[shift - 32]
     : mode.tables.addrHi;
   return (hi & frameHi) * 4294967296 + ((lo & frameLo) >>> 0) + off;
 }

@@ -39,8 +39,8 @@ export function walkToText(w: Walk): string {
     const e = hex64(Number(s.entry >> 32n), Number(s.entry & 0xffffffffn));
     const what = !s.flags.present
       ? "not present"
-      : s.leaf
-      ? `leaf → ${hexPhys(s.flags.address)}`
+      : s.leaf || s.level === 1 || s.flags.pageSize === true
+      ? `page → ${hexPhys(s.flags.address)}`
       : `table → ${hexPhys(s.flags.address)}`;
     const ad = [s.accessedSet ? "A set" : "", s.dirtySet ? "D set" : ""]
       .filter((x) => x).join(", ");
