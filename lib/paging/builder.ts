@@ -186,6 +186,7 @@ export class PageTable {
   /** Allocator for table frames. */
   readonly allocator: FrameAllocator;
   #listeners: EntryListener[] = [];
+  #regions: { va: LinearAddress; length: number; label: string }[] = [];
   #changes = 0;
 
   /** Create an empty table (allocating the root unless `root` is given). */
@@ -214,6 +215,18 @@ export class PageTable {
   /** The format. */
   get format(): PagingFormat {
     return this.mode.format;
+  }
+
+  /**
+   * Labelled ranges given to {@linkcode PageTable.mapRegions} (kept for
+   * displays; unmapping does not remove them).
+   */
+  get regions(): readonly {
+    va: LinearAddress;
+    length: number;
+    label: string;
+  }[] {
+    return this.#regions;
   }
 
   /** Number of entry writes so far. */
@@ -665,6 +678,15 @@ export class PageTable {
       }
     }
     for (const p of plans) this.map(p.va, p.pa, { ...p.r, size: p.size });
+    for (const r of regions) {
+      if (r.label !== undefined) {
+        this.#regions.push({
+          va: LinearAddress.from(r.va),
+          length: r.length,
+          label: r.label,
+        });
+      }
+    }
     return plans.length;
   }
 

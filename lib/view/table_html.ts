@@ -64,6 +64,8 @@ export interface PageTableSource {
     read16(addr: number): number;
     read32(addr: number): number;
   };
+  /** Labelled ranges kept by the source (a PageTable keeps its `mapRegions` labels). */
+  readonly regions?: readonly RegionLabel[];
 }
 
 /**
@@ -507,7 +509,7 @@ class Renderer {
     this.#title = options.title ?? "Page table";
     this.#open = openDepth;
     this.#walk = walk;
-    this.#regions = (options.regions ?? []).map((r) => {
+    this.#regions = (options.regions ?? pt.regions ?? []).map((r) => {
       const start = LinearAddress.from(r.va).toBigInt();
       return {
         start,
