@@ -271,103 +271,6 @@ export function checkRights(
 }
 
 /**
- * The successful full walk of an x86 format with CR4.PKE = 0, in a small
- * function that V8 optimises well (the memory reads are inlined). Fills the
- * scratch exactly as the general path of `walkInto` would and returns
- * WALK_OK, or returns -1 without side effects at the first sign of anything
- * else (a fault of any kind, a radix format), leaving it to the general
- * path.
- */
-function walkFast(
-  s: WalkScratch,
-  mode: PagingMode,
-  mem: EntryMemory,
-  root: number,
-  vaHi: number,
-  vaLo: number,
-  access: number,
-  startRights: number,
-  setAD: boolean,
-): number {
-  const f = mode.format;
-  const eb = f.entryBytes;
-  if (f.kind === "radix" || (eb !== 8 && eb !== 4)) return -1;
-  if (!isCanonical(mode, vaHi, vaLo)) return -1;
-  const t = mode.tables;
-  const m = bitMasks(f);
-  const n = f.levels.length;
-  const aLo = m[M_A], aHi = m[M_A + 1], hasA = (aLo | aHi) !== 0;
-  const wLo = m[M_W], wHi = m[M_W + 1], hasW = (wLo | wHi) !== 0;
-  const uLo = m[M_U], uHi = m[M_U + 1], hasU = (uLo | uHi) !== 0;
-  const xLo = m[M_X], xHi = m[M_X + 1], hasX = (xLo | xHi) !== 0;
-  const nxLo = mode.nxe ? m[M_NX] : 0, nxHi = mode.nxe ? m[M_NX + 1] : 0;
-  const sLevel = s.level, sBase = s.base, sIndex = s.index;
-  const sEntry = s.entryAddr, sLo = s.lo, sHi = s.hi, sRights = s.rights;
-  let level = n, base = root, rights = startRights, missingA = 0;
-  let lo = 0, hi = 0, ps = 0, i = 0;
-  for (;; i++) {
-    const idx = bitsOf(vaHi, vaLo, t.shift[level], t.bits[level]);
-    const ea = base + idx * eb;
-    lo = mem.read32(ea);
-    hi = eb === 8 ? mem.read32(ea + 4) : 0;
-    if (((lo & m[M_P]) | (hi & m[M_P + 1])) === 0) return -1;
-    ps = t.psLeaf[level] === 1 && ((lo & m[M_PS]) | (hi & m[M_PS + 1])) !== 0
-      ? 1
-      : 0;
-    const k = 2 * level + ps;
-    if (((lo & t.rsvdLo[k]) | (hi & t.rsvdHi[k])) !== 0) return -1;
-    if (
-      hasA && ((lo & aLo) | (hi & aHi)) === 0 && f.levels[n - level].hasAccessed
-    ) missingA |= 1 << i;
-    if (t.hasRights[level] === 1) {
-      let r = RIGHT_W | RIGHT_U | RIGHT_X;
-      if (hasW && ((lo & wLo) | (hi & wHi)) === 0) r &= ~RIGHT_W;
-      if (hasU && ((lo & uLo) | (hi & uHi)) === 0) r &= ~RIGHT_U;
-      if (((lo & nxLo) | (hi & nxHi)) !== 0) r &= ~RIGHT_X;
-      if (hasX && ((lo & xLo) | (hi & xHi)) === 0) r &= ~RIGHT_X;
-      rights &= r;
-    }
-    sLevel[i] = level;
-    sBase[i] = base;
-    sIndex[i] = idx;
-    sEntry[i] = ea;
-    sLo[i] = lo;
-    sHi[i] = hi;
-    sRights[i] = rights;
-    if (level === 1 || ps === 1) break;
-    base = (hi & t.addrHi) * 4294967296 + ((lo & t.addrLo) >>> 0);
-    level--;
-  }
-  if (verdicts(mode)[((rights & 7) << 5) | (access & 31)] !== 0) return -1;
-  const shift = t.shift[level];
-  s.steps = i + 1;
-  s.aSet = 0;
-  s.dSet = false;
-  s.errorCode = 0;
-  s.reason = 0;
-  s.leafFound = true;
-  s.leafLevel = level;
-  s.pageShift = shift;
-  s.pa = ps === 0 && shift < 32
-    ? (hi & t.addrHi) * 4294967296 + ((lo & t.addrLo) >>> 0) +
-      ((vaLo & LOW_MASK[shift]) >>> 0)
-    : leafAddress(mode, lo, hi, ps === 1, vaHi, vaLo, shift);
-  s.finalRights = rights;
-  s.pkey = 0;
-  s.global = mode.pge && ((lo & m[M_G]) | (hi & m[M_G + 1])) !== 0;
-  s.dirty = ((lo & m[M_D]) | (hi & m[M_D + 1])) !== 0;
-  s.outcome = WALK_OK;
-  if (
-    setAD &&
-    (missingA !== 0 ||
-      ((access & ACCESS_WRITE) !== 0 && f.bits.dirty >= 0 && !s.dirty))
-  ) {
-    setAccessedDirty(s, f, mem, access);
-  }
-  return WALK_OK;
-}
-
-/**
  * Walk the tables of `mode` rooted at `root` for the linear address
  * `vaHi:vaLo` and the access `access` (ACCESS_* flags), filling `s`.
  * Returns the outcome code. Allocation-free.
@@ -408,17 +311,6 @@ export function walkInto(
   startRights = 7,
   setAD = true,
 ): number {
-  // The common case first: a full x86 walk that succeeds. Anything else
-  // (a fault, PKE, a resumed walk, a radix format) is walked below by the
-  // general code, from the start; the fast path has no side effects until
-  // it succeeds, so a bail-out changes nothing.
-  if (
-    startLevel === 0 && !mode.pke &&
-    walkFast(s, mode, mem, root, vaHi, vaLo, access, startRights, setAD) ===
-      WALK_OK
-  ) {
-    return WALK_OK;
-  }
   const f = mode.format;
   const t = mode.tables;
   const fb = f.bits;
@@ -545,9 +437,10 @@ export function walkInto(
   s.dirty = ((lo & m[M_D]) | (hi & m[M_D + 1])) !== 0;
   // Without protection keys the verdict depends only on (mode, rights,
   // access): look it up in a table that checkRights itself filled.
-  const chk = mode.pke
+  const table = mode.pke ? undefined : verdicts(mode);
+  const chk = table === undefined
     ? checkRights(mode, rights, s.pkey, access, pkru)
-    : verdicts(mode)[((rights & 7) << 5) | (access & 31)];
+    : table[((rights & 7) << 5) | (access & 31)];
   if (chk !== 0) {
     return fault(s, mode, access, level, chk & 0xff, PFEC_P | (chk >>> 8));
   }
@@ -643,13 +536,16 @@ let lastVerdicts: Uint8Array = new Uint8Array(256);
 /**
  * `checkRights(mode, rights, 0, access, 0)` for every rights value (3 bits)
  * and access flag set (5 bits), at `(rights << 5) | access`; valid when
- * CR4.PKE = 0 (then the key and PKRU do not matter). Cached per mode.
+ * CR4.PKE = 0 (then the key and PKRU do not matter). Cached per mode;
+ * undefined for a mode that is not frozen (pagingMode freezes its result),
+ * since it could change: the caller then calls checkRights itself.
  */
-function verdicts(mode: PagingMode): Uint8Array {
+function verdicts(mode: PagingMode): Uint8Array | undefined {
   return mode === lastVerdictMode ? lastVerdicts : computeVerdicts(mode);
 }
 
-function computeVerdicts(mode: PagingMode): Uint8Array {
+function computeVerdicts(mode: PagingMode): Uint8Array | undefined {
+  if (!Object.isFrozen(mode)) return undefined;
   let v = verdictCache.get(mode);
   if (v === undefined) {
     v = new Uint8Array(256);
@@ -658,8 +554,6 @@ function computeVerdicts(mode: PagingMode): Uint8Array {
         v[(r << 5) | a] = checkRights(mode, r, 0, a, 0);
       }
     }
-    // a mode is frozen by pagingMode; an unfrozen one could change
-    if (!Object.isFrozen(mode)) return v;
     verdictCache.set(mode, v);
   }
   lastVerdictMode = mode;
