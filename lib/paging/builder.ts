@@ -1029,7 +1029,6 @@ function classify(
   nlo: number,
   nhi: number,
 ): EntryChangeKind {
-  const f = mode.format;
   olo >>>= 0;
   ohi >>>= 0;
   if (olo === nlo && ohi === nhi) return "none";
