@@ -592,6 +592,12 @@ async function cmdBook(): Promise<number> {
       "nbconvert",
       "--to",
       "html",
+      // our template embeds SVG outputs as they are (see its header)
+      "--template",
+      "memvirt",
+      `--TemplateExporter.extra_template_basedirs=${
+        path.join(ROOT, "lib", "tools", "book_template")
+      }`,
       "--output-dir",
       out,
       ...chapters.map((c) => path.join(executed, `${c.name}.ipynb`)),

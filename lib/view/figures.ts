@@ -56,7 +56,7 @@ export function showRows(
   const body = shown.map((r) =>
     `<tr>${
       cols.map((c) =>
-        `<td style="padding:2px 10px;font-family:monospace">${
+        `<td style="padding:2px 10px;font-family:monospace;text-align:left">${
           escapeXml(str(r[c]))
         }</td>`
       ).join("")
