@@ -232,3 +232,4 @@ export {
   tlbToText,
 } from "./lib/view/tlb_html.ts";
 export * from "./lib/exercise/mod.ts";
+export * from "./lib/kvm/mod.ts";
