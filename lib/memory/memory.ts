@@ -25,6 +25,77 @@ const CACHE_SLOTS = 1024;
 /** Aligned 32-bit reads use a Uint32Array view, which is host-endian. */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
+/**
+ * Byte-addressable memory as page tables, walkers and frame allocators use
+ * it. {@linkcode PhysicalMemory} implements it; so does a domain's
+ * guest-physical view (`lib/virt`), which translates every address through
+ * the domain's P2M or memslots, so that a guest can build its page tables
+ * in its own guest-physical memory with the same `PageTable`.
+ *
+ * @example
+ * ```ts
+ * import { type Memory, PhysicalMemory } from "./memory.ts";
+ * import assert from "node:assert/strict";
+ * const m: Memory = new PhysicalMemory({ size: 8192, name: "tiny" });
+ * m.write32(0x1000, 0x01020304);
+ * assert.equal(m.read8(0x1000), 4);
+ * assert.equal(m.name, "tiny");
+ * ```
+ */
+export interface Memory {
+  /** Size in bytes: addresses are in [0, size). */
+  readonly size: number;
+  /** Name used in messages. */
+  readonly name: string;
+  /** Read one byte. */
+  read8(addr: number): number;
+  /** Read a little-endian 16-bit value. */
+  read16(addr: number): number;
+  /** Read a little-endian unsigned 32-bit value. */
+  read32(addr: number): number;
+  /** Write one byte (the low 8 bits of `value`). */
+  write8(addr: number, value: number): void;
+  /** Write a little-endian 16-bit value. */
+  write16(addr: number, value: number): void;
+  /** Write a little-endian 32-bit value. */
+  write32(addr: number, value: number): void;
+  /** Copy `length` bytes out, starting at `addr`. */
+  readBytes(addr: number, length: number): Uint8Array;
+  /** Copy `data` in, starting at `addr`. */
+  writeBytes(addr: number, data: Uint8Array): void;
+  /** Zero `length` bytes at `addr`. */
+  zero(addr: number, length: number): void;
+}
+
+/**
+ * What a page table needs of a frame allocator (a {@linkcode FrameAllocator}
+ * has it all): frames of `frameSize` bytes in `memory`, by address.
+ *
+ * @example
+ * ```ts
+ * import { FrameAllocator, type FrameSource, PhysicalMemory } from "./memory.ts";
+ * import assert from "node:assert/strict";
+ * const source: FrameSource = new FrameAllocator(new PhysicalMemory({ size: 1 << 16 }));
+ * const a = source.alloc();
+ * assert.equal(source.isAllocated(a), true);
+ * assert.equal(source.allocatedCount, 1);
+ * ```
+ */
+export interface FrameSource {
+  /** The memory the frames belong to. */
+  readonly memory: Memory;
+  /** Frame size in bytes. */
+  readonly frameSize: number;
+  /** Frames currently allocated. */
+  readonly allocatedCount: number;
+  /** Allocate a zeroed frame and return its address. */
+  alloc(): number;
+  /** Return a frame. */
+  free(addr: number): void;
+  /** Whether the frame at `addr` is allocated. */
+  isAllocated(addr: number): boolean;
+}
+
 /** Options for {@linkcode PhysicalMemory}. */
 export interface PhysicalMemoryOptions {
   /** Size in bytes; default 2^52 (the whole architectural space). */
@@ -49,7 +120,7 @@ export interface PhysicalMemoryOptions {
  * assert.throws(() => m.read8(64 * 2 ** 30), /beyond the end/);
  * ```
  */
-export class PhysicalMemory {
+export class PhysicalMemory implements Memory {
   /** Size in bytes. */
   readonly size: number;
   /** Name used in messages. */
@@ -290,9 +361,10 @@ export interface FrameAllocatorOptions {
  * assert.equal(alloc.alloc(), 0x1000); // reused
  * ```
  */
-export class FrameAllocator {
+export class FrameAllocator<M extends Memory = PhysicalMemory>
+  implements FrameSource {
   /** The memory the frames belong to. */
-  readonly memory: PhysicalMemory;
+  readonly memory: M;
   /** Frame size in bytes. */
   readonly frameSize: number;
   /** First allocatable address. */
@@ -304,7 +376,7 @@ export class FrameAllocator {
   #allocated = new Set<number>();
 
   /** Create an allocator over `[start, end)` of `memory`. */
-  constructor(memory: PhysicalMemory, options: FrameAllocatorOptions = {}) {
+  constructor(memory: M, options: FrameAllocatorOptions = {}) {
     const fs = options.frameSize ?? 4096;
     // (not `fs & (fs - 1)`: bitwise operators truncate to 32 bits, which
     // accepted e.g. 3 * 2^31)
@@ -376,7 +448,7 @@ export class FrameAllocator {
   }
 }
 
-const defaults = new WeakMap<PhysicalMemory, FrameAllocator>();
+const defaults = new WeakMap<Memory, FrameAllocator<Memory>>();
 
 /**
  * The allocator shared by everything that builds in `memory` without being
@@ -394,11 +466,11 @@ const defaults = new WeakMap<PhysicalMemory, FrameAllocator>();
  * assert.throws(() => defaultAllocator(m, 32), /4096-byte frames/);
  * ```
  */
-export function defaultAllocator(
-  memory: PhysicalMemory,
+export function defaultAllocator<M extends Memory = PhysicalMemory>(
+  memory: M,
   frameSize = 4096,
-): FrameAllocator {
-  let a = defaults.get(memory);
+): FrameAllocator<M> {
+  let a = defaults.get(memory) as FrameAllocator<M> | undefined;
   if (a === undefined) {
     a = new FrameAllocator(memory, { frameSize });
     defaults.set(memory, a);

@@ -21,6 +21,8 @@ import {
 import {
   defaultAllocator,
   type FrameAllocator,
+  type FrameSource,
+  type Memory,
   type PhysicalMemory,
 } from "../memory/memory.ts";
 import {
@@ -144,14 +146,17 @@ export interface TableInfo {
   readonly present: number;
 }
 
-/** Options for {@linkcode PageTable}. */
-export interface PageTableOptions {
+/**
+ * Options for {@linkcode PageTable}. `A` is the allocator's type: any
+ * {@linkcode FrameSource}, e.g. a guest OS's allocator of guest frames.
+ */
+export interface PageTableOptions<A extends FrameSource = FrameAllocator> {
   /** Paging mode; default `pagingMode(format)`. */
   mode?: PagingMode;
   /** Format when no mode is given; default 4-level. */
   format?: PagingFormat;
   /** Allocator for table frames; default the memory's shared allocator (`defaultAllocator`). */
-  allocator?: FrameAllocator;
+  allocator?: A;
   /** Use an existing root table at this address instead of allocating one. */
   root?: number;
 }
@@ -176,28 +181,31 @@ export type EntryListener = (change: EntryChange) => void;
  * assert.throws(() => pt.map(0x40_2000, 0x8000_6800), /misaligned/);
  * ```
  */
-export class PageTable {
-  /** Memory holding the tables. */
-  readonly memory: PhysicalMemory;
+export class PageTable<
+  M extends Memory = PhysicalMemory,
+  A extends FrameSource = FrameAllocator,
+> {
+  /** Memory holding the tables (any {@linkcode Memory}: machine or guest-physical). */
+  readonly memory: M;
   /** Paging mode. */
   readonly mode: PagingMode;
   /** Root table address. */
   readonly root: number;
   /** Allocator for table frames. */
-  readonly allocator: FrameAllocator;
+  readonly allocator: A;
   #listeners: EntryListener[] = [];
   #regions: { va: LinearAddress; length: number; label: string }[] = [];
   #changes = 0;
 
   /** Create an empty table (allocating the root unless `root` is given). */
-  constructor(memory: PhysicalMemory, options: PageTableOptions = {}) {
+  constructor(memory: M, options: PageTableOptions<A> = {}) {
     this.memory = memory;
     this.mode = options.mode ?? pagingMode(options.format ?? X86_64_4LEVEL);
     const f = this.mode.format;
     // One shared allocator per memory unless told otherwise: two tables in
     // one memory must never receive the same frames.
     this.allocator = options.allocator ??
-      defaultAllocator(memory, 2 ** f.pageShift);
+      (defaultAllocator(memory, 2 ** f.pageShift) as unknown as A);
     if (this.allocator.memory !== memory) {
       throw new RangeError(
         "the allocator belongs to a different memory than the page table",
