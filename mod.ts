@@ -39,6 +39,8 @@ export {
   defaultAllocator,
   FrameAllocator,
   type FrameAllocatorOptions,
+  type FrameSource,
+  type Memory,
   MEMORY_CHUNK_BYTES,
   PhysicalMemory,
   type PhysicalMemoryOptions,
