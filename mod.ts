@@ -235,3 +235,15 @@ export {
 } from "./lib/view/tlb_html.ts";
 export * from "./lib/exercise/mod.ts";
 export * from "./lib/kvm/mod.ts";
+export * from "./lib/virt/mod.ts";
+export {
+  type ExitTimelineOptions,
+  exitTimelineSvg,
+  type ShadowPageRow,
+  type ShadowPairEntry,
+  shadowPairHtml,
+  shadowPairText,
+  type ShadowPairView,
+  shadowSchemeHtml,
+  shadowSchemeText,
+} from "./lib/view/shadow_html.ts";
