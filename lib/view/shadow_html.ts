@@ -293,6 +293,7 @@ const LANES: readonly [string, string][] = [
  * ]);
  * assert.match(svg, /^<svg/);
  * assert.match(svg, /hidden-pf \(1\)/);
+ * assert.match(svg, /other \(0\)/); // the shadow-alloc event is not an exit
  * assert.match(svg, /&lt;L1&gt;/);
  * ```
  */
@@ -309,7 +310,10 @@ export function exitTimelineSvg(
   const n = Math.max(1, ev.length);
   const step = (width - left - 10) / n;
   const counts = new Map<string, number>();
+  // Lane labels count exits only: a lane also shows non-exit events (e.g.
+  // the guest's INVLPG as issued, next to the exit it causes).
   for (const e of ev) {
+    if (!e.exit) continue;
     const k = LANES.some(([l]) => l === e.kind) ? e.kind : "other";
     counts.set(k, (counts.get(k) ?? 0) + 1);
   }
