@@ -12,7 +12,16 @@ import { LinearAddress } from "../address/address.ts";
 import { FrameAllocator, type PhysicalMemory } from "../memory/memory.ts";
 import { levelSpec, type PagingFormat } from "../paging/format.ts";
 import type { PagingMode } from "../paging/mode.ts";
-import { decodeEntry, sizeName } from "../paging/record.ts";
+import {
+  decodeEntry,
+  isLeafEntry,
+  readEntry,
+  sizeName,
+} from "../paging/record.ts";
+
+// The entry readers live with the paging model; re-exported for the
+// exercise modules.
+export { isLeafEntry, readEntry };
 import type { Random } from "../util/random.ts";
 
 /**
@@ -215,60 +224,6 @@ export class PoolAllocator extends FrameAllocator {
     this.#mine.splice(i, 1);
     this.#pool.release(addr);
   }
-}
-
-/**
- * Read the raw entry at `ea` as `[lo, hi]` dwords.
- *
- * @example
- * ```ts
- * import { readEntry } from "./build.ts";
- * import { PhysicalMemory } from "../memory/memory.ts";
- * import { PAE } from "../paging/format.ts";
- * import assert from "node:assert/strict";
- * const m = new PhysicalMemory({ size: 1 << 16 });
- * m.write32(0x104, 0x80000000);
- * assert.deepEqual(readEntry(m, PAE, 0x100), [0, 0x80000000]);
- * ```
- */
-export function readEntry(
-  memory: PhysicalMemory,
-  format: PagingFormat,
-  ea: number,
-): [number, number] {
-  const eb = format.entryBytes;
-  if (eb === 8) return [memory.read32(ea), memory.read32(ea + 4)];
-  if (eb === 4) return [memory.read32(ea), 0];
-  if (eb === 2) return [memory.read16(ea), 0];
-  return [memory.read8(ea), 0];
-}
-
-/**
- * Whether a raw entry at `level` is a leaf in `mode` (level 1, or PS = 1
- * where the level can map a page).
- *
- * @example
- * ```ts
- * import { isLeafEntry } from "./build.ts";
- * import { pagingMode } from "../paging/mode.ts";
- * import { X86_64_4LEVEL } from "../paging/format.ts";
- * import assert from "node:assert/strict";
- * const m = pagingMode(X86_64_4LEVEL);
- * assert.equal(isLeafEntry(m, 2, 0x200083, 0), true);  // 2 MiB page
- * assert.equal(isLeafEntry(m, 4, 0x1083, 0), false);    // PS is reserved in a PML4E
- * assert.equal(isLeafEntry(m, 1, 0x1003, 0), true);
- * ```
- */
-export function isLeafEntry(
-  mode: PagingMode,
-  level: number,
-  lo: number,
-  hi: number,
-): boolean {
-  if (level === 1) return true;
-  const ps = mode.format.bits.pageSize;
-  if (ps < 0 || mode.tables.psLeaf[level] !== 1) return false;
-  return (ps < 32 ? (lo >>> ps) & 1 : (hi >>> (ps - 32)) & 1) === 1;
 }
 
 /** A table page reached from the root, with the address prefix it maps. */

@@ -37,6 +37,8 @@ import {
   checkVa,
   decodeModeEntry,
   type EntryFlags,
+  isLeafEntry,
+  readEntry,
   sizeName,
   type Walk,
   walk,
@@ -263,12 +265,7 @@ export class PageTable<
   }
 
   #read(ea: number): [number, number] {
-    const eb = this.mode.format.entryBytes;
-    const m = this.memory;
-    if (eb === 8) return [m.read32(ea), m.read32(ea + 4)];
-    if (eb === 4) return [m.read32(ea), 0];
-    if (eb === 2) return [m.read16(ea), 0];
-    return [m.read8(ea), 0];
+    return readEntry(this.memory, this.mode.format, ea);
   }
 
   /**
@@ -392,10 +389,7 @@ export class PageTable<
   }
 
   #isLeaf(level: number, lo: number, hi: number): boolean {
-    if (level === 1) return true;
-    const ps = this.mode.format.bits.pageSize;
-    return ps >= 0 && this.mode.tables.psLeaf[level] === 1 &&
-      (ps < 32 ? (lo >>> ps) & 1 : (hi >>> (ps - 32)) & 1) === 1;
+    return isLeafEntry(this.mode, level, lo, hi);
   }
 
   /**

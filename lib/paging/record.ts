@@ -288,6 +288,65 @@ export function decodeModeEntry(
   return out as unknown as ModeEntryFlags;
 }
 
+/**
+ * Read the entry at `ea` of a `format` table as `[lo, hi]` dwords (hi is 0
+ * for entries of 4 bytes or fewer). The one place that knows entry widths
+ * outside the walker.
+ *
+ * @example
+ * ```ts
+ * import { readEntry } from "./record.ts";
+ * import { PAE, OSTEP_15BIT } from "./format.ts";
+ * import { PhysicalMemory } from "../memory/memory.ts";
+ * import assert from "node:assert/strict";
+ * const m = new PhysicalMemory({ size: 1 << 16 });
+ * m.write32(0x104, 0x80000000);
+ * m.write8(0x20, 0x85);
+ * assert.deepEqual(readEntry(m, PAE, 0x100), [0, 0x80000000]);
+ * assert.deepEqual(readEntry(m, OSTEP_15BIT, 0x20), [0x85, 0]);
+ * ```
+ */
+export function readEntry(
+  memory: Pick<EntryMemory, "read8" | "read16" | "read32">,
+  format: PagingFormat,
+  ea: number,
+): [number, number] {
+  const eb = format.entryBytes;
+  if (eb === 8) return [memory.read32(ea), memory.read32(ea + 4)];
+  if (eb === 4) return [memory.read32(ea), 0];
+  if (eb === 2) return [memory.read16(ea), 0];
+  return [memory.read8(ea), 0];
+}
+
+/**
+ * Whether a raw entry at `level` is a leaf in `mode`: level 1, or PS = 1
+ * where the mode honours it (not in PML4Es/PML5Es, not in 32-bit PDEs with
+ * CR4.PSE = 0).
+ *
+ * @example
+ * ```ts
+ * import { isLeafEntry } from "./record.ts";
+ * import { pagingMode } from "./mode.ts";
+ * import { X86_64_4LEVEL } from "./format.ts";
+ * import assert from "node:assert/strict";
+ * const m = pagingMode(X86_64_4LEVEL);
+ * assert.equal(isLeafEntry(m, 2, 0x200083, 0), true);  // 2 MiB page
+ * assert.equal(isLeafEntry(m, 4, 0x1083, 0), false);    // PS is reserved in a PML4E
+ * assert.equal(isLeafEntry(m, 1, 0x1003, 0), true);
+ * ```
+ */
+export function isLeafEntry(
+  mode: PagingMode,
+  level: number,
+  lo: number,
+  hi: number,
+): boolean {
+  if (level === 1) return true;
+  const ps = mode.format.bits.pageSize;
+  if (ps < 0 || mode.tables.psLeaf[level] !== 1) return false;
+  return (ps < 32 ? (lo >>> ps) & 1 : (hi >>> (ps - 32)) & 1) === 1;
+}
+
 /** One table read of a walk. */
 export interface WalkStep {
   /** Level (1 = leaf table). */

@@ -24,6 +24,7 @@ import type { PagingMode } from "../paging/mode.ts";
 import {
   decodeEntry,
   type EntryFlags,
+  readEntry,
   type Walk,
   type WalkStep,
 } from "../paging/record.ts";
@@ -235,12 +236,7 @@ class Reader {
   }
 
   #read(ea: number): [number, number] {
-    const m = this.#pt.memory;
-    const eb = this.#pt.mode.format.entryBytes;
-    if (eb === 8) return [m.read32(ea), m.read32(ea + 4)];
-    if (eb === 4) return [m.read32(ea), 0];
-    if (eb === 2) return [m.read16(ea), 0];
-    return [m.read8(ea), 0];
+    return readEntry(this.#pt.memory, this.#pt.mode.format, ea);
   }
 }
 
