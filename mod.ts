@@ -249,3 +249,8 @@ export {
   shadowSchemeHtml,
   shadowSchemeText,
 } from "./lib/view/shadow_html.ts";
+export * from "./lib/paging/ept.ts";
+export {
+  type NestedSvgOptions,
+  nestedWalkToSvg,
+} from "./lib/view/nested_svg.ts";

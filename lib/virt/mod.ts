@@ -170,3 +170,4 @@ export {
   p2mStripSvg,
 } from "../view/virt_svg.ts";
 export * from "./shadow/mod.ts";
+export * from "./nested/mod.ts";
