@@ -254,3 +254,4 @@ export {
   type NestedSvgOptions,
   nestedWalkToSvg,
 } from "./lib/view/nested_svg.ts";
+export * from "./lib/tlb/tagged.ts";

@@ -465,7 +465,13 @@ export function eptWalkInto(
   gpa: number,
   access: number,
   setAD = true,
+  startLevel = 0,
+  startBase = 0,
+  startRights = 7,
 ): number {
+  // startLevel/startBase/startRights: resume below a cached prefix (a
+  // paging-structure-cache hit, SDM §28.4.2): the walk begins at that level
+  // with that table and the R/W/X AND so far.
   const f = mode.format;
   const gHi = Math.floor(gpa / 4294967296);
   const gLo = gpa >>> 0;
@@ -476,9 +482,9 @@ export function eptWalkInto(
   s.memType = 0;
   s.finalRights = 0;
   s.leafLevel = 0;
-  let level = f.levels.length;
-  let base = root;
-  let rights = 7;
+  let level = startLevel === 0 ? f.levels.length : startLevel;
+  let base = startLevel === 0 ? root : startBase;
+  let rights = startLevel === 0 ? 7 : startRights;
   let missingA = 0;
   let lo = 0, hi = 0;
   let shift = 12;

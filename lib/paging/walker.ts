@@ -541,11 +541,21 @@ let lastVerdicts: Uint8Array = new Uint8Array(256);
  * since it could change: the caller then calls checkRights itself.
  */
 function verdicts(mode: PagingMode): Uint8Array | undefined {
-  return mode === lastVerdictMode ? lastVerdicts : computeVerdicts(mode);
+  // two entries: a nested walk alternates guest and NPT modes
+  return mode === lastVerdictMode
+    ? lastVerdicts
+    : mode === prevVerdictMode
+    ? prevVerdicts
+    : computeVerdicts(mode);
 }
+
+let prevVerdictMode: object | undefined = undefined;
+let prevVerdicts: Uint8Array = lastVerdicts;
 
 function computeVerdicts(mode: PagingMode): Uint8Array | undefined {
   if (!Object.isFrozen(mode)) return undefined;
+  prevVerdictMode = lastVerdictMode;
+  prevVerdicts = lastVerdicts;
   let v = verdictCache.get(mode);
   if (v === undefined) {
     v = new Uint8Array(256);

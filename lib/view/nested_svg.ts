@@ -12,7 +12,9 @@
  * their EPT level's colour, guest-entry cells in the guest level's colour.
  * A/D bits the walk wrote get a yellow badge; the cell where the walk
  * stopped is red with the reason; cells the walk never needed (large
- * pages) or never reached (after a fault) are grey and dashed.
+ * pages) or never reached (after a fault) are grey and dashed; references
+ * a walk cache made unnecessary (guest PSC, nested TLB, host PSC;
+ * Bhargava et al. 2008) are hatched, unnumbered, and say which cache.
  *
  * Deterministic (integer coordinates, ids from a hash of the record),
  * standalone, bounded (at most 6 × 6 cells), every string escaped.
@@ -91,7 +93,11 @@ export function nestedWalkToSvg(
   const id = options.idPrefix ?? "mv-n" +
       hashId(
         `${r.va}|${r.guestFormat}|${r.hostFormat}|${r.access}|${
-          r.refs.map((x) => `${x.guest}:${x.host}:${x.op}:${x.hpa}`).join(",")
+          r.refs.map((x) =>
+            `${x.guest}:${x.host}:${x.op}:${x.hpa}${
+              x.cached === undefined ? "" : `:${x.cached}`
+            }`
+          ).join(",")
         }|${r.outcome.kind}`,
       );
   if (!/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(id)) {
@@ -170,6 +176,7 @@ export function nestedWalkToSvg(
   // cell contents from the references
   const num = new Map<string, number>();
   const kinds = new Map<string, string>();
+  const cachedBy = new Map<string, string>();
   let k = 0;
   for (const ref of r.refs) {
     if (ref.op === "write" && ref.guest !== "data") continue; // A/D badge
@@ -177,7 +184,8 @@ export function nestedWalkToSvg(
     const col = typeof ref.host === "number" ? r.hostLevels - ref.host : m;
     if (row < 0 || row > n || col < 0 || col > m) continue;
     const key = `${row},${col}`;
-    if (ref.host === "data") kinds.set(key, "data");
+    if (ref.cached !== undefined) cachedBy.set(key, ref.cached);
+    else if (ref.host === "data") kinds.set(key, "data");
     else {
       k++;
       num.set(key, k);
@@ -237,10 +245,38 @@ export function nestedWalkToSvg(
       const number = num.get(key);
       const isData = kinds.get(key) === "data";
       const fault = key === faultKey;
+      const cachedHit = cachedBy.get(key);
       const used = number !== undefined || isData;
       let c = col < m ? levelColor(r.hostLevels - col) : gcol;
       if (fault) c = COLORS.fault;
       else if (!used) c = COLORS.cached;
+      if (cachedHit !== undefined && !used && !fault) {
+        out.push(
+          el("rect", {
+            x,
+            y,
+            width: CELL_W,
+            height: CELL_H,
+            rx: 6,
+            fill: `url(#${id}-hatch)`,
+            stroke: COLORS.cached.stroke,
+            "stroke-width": 1.5,
+            "data-cached": cachedHit,
+          }),
+          text(x + CELL_W / 2, y + 28, "cached", {
+            "text-anchor": "middle",
+            "font-size": 13,
+            "font-weight": 700,
+            fill: COLORS.cached.text,
+          }),
+          text(x + CELL_W / 2, y + 46, cachedHit, {
+            "text-anchor": "middle",
+            "font-size": 11,
+            fill: COLORS.cached.text,
+          }),
+        );
+        continue;
+      }
       out.push(
         el("rect", {
           x,
@@ -343,6 +379,13 @@ export function nestedWalkToSvg(
       ["stopped here", COLORS.fault, false],
       ["not needed / not reached", COLORS.cached, true],
     ];
+    if (cachedBy.size > 0) {
+      items.push([
+        "skipped: a cache hit",
+        { fill: `url(#${id}-hatch)`, stroke: COLORS.cached.stroke },
+        false,
+      ]);
+    }
     let x = M;
     for (const [label, c, dashed] of items) {
       out.push(
@@ -389,5 +432,31 @@ export function nestedWalkToSvg(
     })
   }>${el("title", { id: `${id}-title` }, escapeXml(title))}${
     el("defs", {}, marker)
+  }${
+    cachedBy.size > 0
+      ? el(
+        "defs",
+        {},
+        el(
+          "pattern",
+          {
+            id: `${id}-hatch`,
+            width: 8,
+            height: 8,
+            patternUnits: "userSpaceOnUse",
+            patternTransform: "rotate(45)",
+          },
+          el("rect", { width: 8, height: 8, fill: COLORS.cached.fill }) +
+            el("line", {
+              x1: 0,
+              y1: 0,
+              x2: 0,
+              y2: 8,
+              stroke: COLORS.cached.stroke,
+              "stroke-width": 3,
+            }),
+        ),
+      )
+      : ""
   }${el("rect", { width, height, fill: "#ffffff" })}${out.join("")}</svg>`;
 }

@@ -16,3 +16,4 @@
 export * from "./walk.ts";
 export * from "./record.ts";
 export * from "./scheme.ts";
+export * from "./cache.ts";

@@ -147,22 +147,30 @@ export class NestedWalkRecord {
 
   /** Guest-table and second-stage reads (the 24 of a 4×4 walk; no data access, no A/D writes). */
   get tableReads(): number {
-    return this.refs.filter((r) => r.op === "read" && r.host !== "data")
-      .length;
+    return this.refs.filter((r) =>
+      r.op === "read" && r.host !== "data" && r.cached === undefined
+    ).length;
   }
 
   /** A text listing (bounded: at most 64 references). */
   toString(): string {
+    const skipped = this.refs.filter((r) => r.cached !== undefined).length;
     const lines = [
-      `2-D walk of ${this.va} (${this.access}): guest ${this.guestFormat} × ${this.hostFormat}, ${this.tableReads} table references`,
+      `2-D walk of ${this.va} (${this.access}): guest ${this.guestFormat} × ${this.hostFormat}, ${this.tableReads} table references${
+        skipped > 0 ? ` (${skipped} skipped by caches)` : ""
+      }`,
     ];
     for (const r of this.refs.slice(0, 64)) {
       const g = r.guest === "data" ? "data" : `gL${r.guest}`;
       const h = typeof r.host === "number" ? `hL${r.host}` : r.host;
       lines.push(
         `${String(r.n).padStart(3)}  ${g.padEnd(4)} ${h.padEnd(11)} ${
-          r.op.padEnd(5)
-        } hpa ${hex64(Math.floor(r.hpa / 2 ** 32), r.hpa >>> 0)}`,
+          r.cached !== undefined
+            ? `skip  (${r.cached})`
+            : `${r.op.padEnd(5)} hpa ${
+              hex64(Math.floor(r.hpa / 2 ** 32), r.hpa >>> 0)
+            }`
+        }`,
       );
     }
     lines.push(nestedOutcomeText(this.outcome));

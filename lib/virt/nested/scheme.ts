@@ -54,6 +54,7 @@ import {
   NESTED_NPF,
   NESTED_OK,
   NestedWalker,
+  type NestedWalkerOptions,
 } from "./walk.ts";
 
 /** Options for {@linkcode NestedScheme}. */
@@ -64,6 +65,13 @@ export interface NestedOptions extends SchemeOptions {
   levels?: 4 | 5;
   /** EPT accessed/dirty flags (EPTP bit 6). Default false. */
   ad?: boolean;
+  /**
+   * Walk caches (guest PSC, nested TLB, host PSC; Bhargava et al. 2008),
+   * all off by default. Guest INVLPG and CR3 loads drop the guest PSC;
+   * second-stage changes (P2M zaps) drop the nested TLB and host PSC as
+   * INVEPT single-context does.
+   */
+  caches?: NestedWalkerOptions;
 }
 
 const PAGE = 4096;
@@ -124,6 +132,7 @@ export class NestedScheme extends BaseScheme {
   #mapped = 0;
   #zapped = 0;
   #mmioExits = 0;
+  #caches: NestedWalkerOptions;
 
   /** Create an unattached nested-paging scheme. Validates loudly. */
   constructor(options: NestedOptions = {}) {
@@ -148,6 +157,7 @@ export class NestedScheme extends BaseScheme {
     this.stage = stage;
     this.levels = levels;
     this.ad = options.ad ?? false;
+    this.#caches = options.caches ?? {};
   }
 
   /** The guest's current root (gpa). */
@@ -186,6 +196,7 @@ export class NestedScheme extends BaseScheme {
         { kind: "ept", mode: this.#ept },
         host.memory,
         this.#hostRoot,
+        this.#caches,
       );
     } else {
       this.#npt = nptMode({ levels: this.levels });
@@ -199,18 +210,27 @@ export class NestedScheme extends BaseScheme {
         { kind: "npt", mode: this.#npt },
         host.memory,
         this.#hostRoot,
+        this.#caches,
       );
     }
   }
 
-  /** No exit: the guest's CR3 is its own (nothing cached to flush). */
+  /** No exit: the guest's CR3 is its own; drops the guest-dimension caches (SDM §4.10.4.1). */
   protected override onLoadCr3(root: number): void {
     this.#root = root;
+    this.#walker?.invalidateGuest();
+  }
+
+  /** No exit: guest INVLPG drops the guest PSC of this context (SDM §4.10.4.1). */
+  protected override onInvlpg(_vaHi: number, _vaLo: number): void {
+    this.#walker?.invalidateGuest();
   }
 
   /** Zap the second-stage leaves of changed gfns (KVM `kvm_unmap_gfn_range`). */
   protected override onP2mChanged(firstGfn: number, count: number): void {
     if (this.#walker === undefined) return;
+    // KVM flushes the remote TLBs after a zap: INVEPT single-context
+    this.#walker.invept("single");
     if (count > ZAP_ALL) {
       this.#resetSecondStage();
       return;
@@ -281,7 +301,7 @@ export class NestedScheme extends BaseScheme {
     for (let tries = 0; tries < 16; tries++) {
       const r = w.walk(this.#root, vaHi, vaLo, flags);
       this.#walks++;
-      this.#refs += w.refs;
+      this.#refs += w.made;
       if (r === NESTED_OK) {
         state.gpa = w.gpa;
         return this.dataAccessHpa(state, w.hpa, flags, size, value);

@@ -43,16 +43,26 @@ import {
 } from "../../paging/ept.ts";
 import type { PagingMode } from "../../paging/mode.ts";
 import {
+  PrefixCache,
+  type PrefixCacheOptions,
+  prefixHi,
+  prefixLo,
+} from "./cache.ts";
+import {
   ACCESS_FETCH,
   ACCESS_USER,
   ACCESS_WRITE,
   type EntryMemory,
   FAULT_REASONS,
+  isCanonical,
   PFEC_ID,
   PFEC_P,
   PFEC_RSVD,
   PFEC_U,
   PFEC_W,
+  RIGHT_U,
+  RIGHT_W,
+  RIGHT_X,
   WALK_GP,
   WALK_OK,
   WALK_PF,
@@ -90,6 +100,32 @@ export type SecondStage =
 
 /** Most references one nested walk can record (5×5, A/D writes, data). */
 export const MAX_REFS = 64;
+
+/** Reference tag: made (not skipped). */
+export const SKIP_NONE = 0;
+/** Reference tag: skipped, a guest paging-structure-cache hit covered it. */
+export const SKIP_GUEST_PSC = 1;
+/** Reference tag: skipped, a nested-TLB hit translated the gpa. */
+export const SKIP_NTLB = 2;
+/** Reference tag: skipped, a host paging-structure-cache hit covered it. */
+export const SKIP_HOST_PSC = 3;
+/** Names of the SKIP_* tags, by value. */
+export const SKIP_NAMES = ["", "guest-psc", "ntlb", "host-psc"] as const;
+/** Why a reference was skipped. */
+export type SkipReason = "guest-psc" | "ntlb" | "host-psc";
+
+/**
+ * Walk caches of a {@linkcode NestedWalker} (Bhargava et al., ASPLOS
+ * 2008): each present option enables that cache (all off by default).
+ */
+export interface NestedWalkerOptions {
+  /** Guest paging-structure cache: guest upper entries by gla prefix → next guest table's gpa. */
+  guestPsc?: PrefixCacheOptions;
+  /** Nested TLB: gfn → host frame with R/W/X. */
+  nestedTlb?: PrefixCacheOptions;
+  /** Host paging-structure cache: second-stage upper entries by gpa prefix → next host table's hpa. */
+  hostPsc?: PrefixCacheOptions;
+}
 
 /**
  * A reusable, allocation-free 2-D walker. Also the guest walker's
@@ -143,8 +179,18 @@ export class NestedWalker implements EntryMemory {
   readonly refAddr: Float64Array = new Float64Array(MAX_REFS);
   /** Per reference: 1 for a write (guest A/D update), else 0. */
   readonly refWrite: Uint8Array = new Uint8Array(MAX_REFS);
-  /** References recorded. */
+  /** Per reference: SKIP_NONE (made) or why it was skipped (SKIP_*); a skipped reference's address is -1. */
+  readonly refSkip: Uint8Array = new Uint8Array(MAX_REFS);
+  /** References recorded (made and skipped). */
   refs = 0;
+  /** References made (recorded and not skipped). */
+  made = 0;
+  /** Guest paging-structure cache, if enabled. */
+  readonly guestPsc: PrefixCache | undefined;
+  /** Nested TLB (gfn → host frame), if enabled. */
+  readonly nestedTlb: PrefixCache | undefined;
+  /** Host paging-structure cache, if enabled. */
+  readonly hostPsc: PrefixCache | undefined;
   /** Outcome (NESTED_*). */
   outcome: number = NESTED_OK;
   /** The data's gpa (ok), or the gpa whose second-stage walk faulted. */
@@ -170,13 +216,19 @@ export class NestedWalker implements EntryMemory {
   #entryHpa = 0;
   #guestLevel = 0;
   #access = 0;
+  #ept: EptMode | undefined;
+  #npt: PagingMode | undefined;
+  /** EPT A/D: guest paging-structure accesses are writes. */
+  #tableAccess: number;
+  #hostLevels: number;
 
-  /** Guest mode (4- or 5-level x86-64), second stage, machine memory, root. */
+  /** Guest mode (4- or 5-level x86-64), second stage, machine memory, root; caches in `options`. */
   constructor(
     guestMode: PagingMode,
     stage: SecondStage,
     memory: EntryMemory,
     hostRoot: number,
+    options: NestedWalkerOptions = {},
   ) {
     if (guestMode.format.kind !== "x86-64") {
       throw new RangeError(
@@ -194,11 +246,53 @@ export class NestedWalker implements EntryMemory {
     this.stage = stage;
     this.memory = memory;
     this.hostRoot = hostRoot;
+    this.#ept = stage.kind === "ept" ? stage.mode : undefined;
+    this.#npt = stage.kind === "npt" ? stage.mode : undefined;
+    // SDM §28.3.3.2: with EPT A/D, guest paging-structure accesses are writes
+    this.#tableAccess = stage.kind === "ept" && stage.mode.ad
+      ? EPT_READ | EPT_WRITE
+      : EPT_READ;
+    this.#hostLevels = stage.mode.format.levels.length;
+    this.guestPsc = options.guestPsc === undefined
+      ? undefined
+      : new PrefixCache("guest-psc", options.guestPsc);
+    this.nestedTlb = options.nestedTlb === undefined
+      ? undefined
+      : new PrefixCache("ntlb", options.nestedTlb);
+    this.hostPsc = options.hostPsc === undefined
+      ? undefined
+      : new PrefixCache("host-psc", options.hostPsc);
   }
 
   /** Second-stage levels. */
   get hostLevels(): number {
-    return this.stage.mode.format.levels.length;
+    return this.#hostLevels;
+  }
+
+  /**
+   * Guest INVLPG or MOV to CR3: drop the guest-dimension caches of this
+   * vCPU's context. SDM §4.10.4.1: INVLPG invalidates all paging-structure
+   * cache entries of the current PCID whatever their linear address; a CR3
+   * load (without PCIDs) all of them. Returns the entries dropped.
+   */
+  invalidateGuest(): number {
+    return this.guestPsc?.invalidateAll() ?? 0;
+  }
+
+  /**
+   * INVEPT (SDM §28.4.3.1): "single" drops the guest-physical mappings
+   * (nested TLB) and host paging-structure-cache entries of this walker's
+   * EPTP (its current `hostRoot`); "global" drops those of every EPTP.
+   * Guest-PSC entries hold gpas only (no EPT information), so they stay.
+   * Returns the entries dropped.
+   */
+  invept(kind: "single" | "global"): number {
+    if (kind === "global") {
+      return (this.nestedTlb?.invalidateAll() ?? 0) +
+        (this.hostPsc?.invalidateAll() ?? 0);
+    }
+    return (this.nestedTlb?.invalidateContext(this.hostRoot) ?? 0) +
+      (this.hostPsc?.invalidateContext(this.hostRoot) ?? 0);
   }
 
   /** Guest-table and second-stage reads of the last walk (not the data access, not A/D writes). */
@@ -206,7 +300,7 @@ export class NestedWalker implements EntryMemory {
     let n = 0;
     for (let i = 0; i < this.refs; i++) {
       if (
-        this.refWrite[i] === 0 &&
+        this.refWrite[i] === 0 && this.refSkip[i] === SKIP_NONE &&
         !(this.refGuest[i] === 0 && this.refHost[i] === 0)
       ) n++;
     }
@@ -221,10 +315,10 @@ export class NestedWalker implements EntryMemory {
    * NESTED_*. Allocation-free.
    */
   walk(guestRoot: number, vaHi: number, vaLo: number, flags: number): number {
-    this.refs = 0;
+    this.refs = this.made = 0;
     this.#faulted = false;
     this.#entryGpa = -1;
-    this.#guestLevel = this.guestMode.format.levels.length + 1;
+    const n = this.guestMode.format.levels.length;
     this.#access = flags;
     this.onTableWalk = false;
     this.faultGuestLevel = 0;
@@ -232,11 +326,69 @@ export class NestedWalker implements EntryMemory {
     this.exitQualification = this.npfErrorCode = 0;
     this.gpa = this.hpa = 0;
     const g = this.guest;
-    const r = walkInto(g, this.guestMode, this, guestRoot, vaHi, vaLo, flags);
+    const gm = this.guestMode;
+    // Guest PSC: the longest cached prefix (lowest level) first; a hit at
+    // level L skips guest levels n..L, each a host walk plus the entry read.
+    let startLevel = 0, startBase = 0, startRights = 7;
+    const gp = this.guestPsc;
+    if (gp !== undefined && isCanonical(gm, vaHi, vaLo)) {
+      const shifts = gm.tables.shift;
+      for (let level = 2; level <= n; level++) {
+        const sh = shifts[level];
+        const slot = gp.lookup(
+          guestRoot,
+          level,
+          prefixHi(vaHi, vaLo, sh),
+          prefixLo(vaHi, vaLo, sh),
+          0,
+        );
+        if (slot >= 0) {
+          startLevel = level - 1;
+          startBase = gp.value[slot];
+          startRights = gp.rights[slot];
+          const m = this.#hostLevels;
+          for (let gl = n; gl >= level; gl--) {
+            for (let hl = m; hl >= 1; hl--) this.#skip(gl, hl, SKIP_GUEST_PSC);
+            this.#skip(gl, 0, SKIP_GUEST_PSC);
+          }
+          break;
+        }
+      }
+    }
+    this.#guestLevel = (startLevel === 0 ? n : startLevel) + 1;
+    const r = walkInto(
+      g,
+      gm,
+      this,
+      guestRoot,
+      vaHi,
+      vaLo,
+      flags,
+      0,
+      startLevel,
+      startBase,
+      startRights,
+    );
     if (this.#faulted) return this.outcome;
     if (r === WALK_PF) return this.outcome = NESTED_GUEST_PF;
     if (r === WALK_GP) return this.outcome = NESTED_GUEST_GP;
     if (r !== WALK_OK) throw new Error(`internal: walk outcome ${r}`);
+    if (gp !== undefined) {
+      // fill from the upper (non-leaf) entries this walk read; their A
+      // flags are set now (SDM §4.10.3.1)
+      const shifts = gm.tables.shift;
+      for (let i = 0; i < g.steps - 1; i++) {
+        const level = g.level[i], sh = shifts[level];
+        gp.fill(
+          guestRoot,
+          level,
+          prefixHi(vaHi, vaLo, sh),
+          prefixLo(vaHi, vaLo, sh),
+          g.base[i + 1],
+          g.rights[i],
+        );
+      }
+    }
     const gpa = g.pa;
     const a = (flags & ACCESS_WRITE) !== 0
       ? EPT_WRITE
@@ -256,6 +408,19 @@ export class NestedWalker implements EntryMemory {
     this.refHost[i] = host;
     this.refAddr[i] = addr;
     this.refWrite[i] = write;
+    this.refSkip[i] = SKIP_NONE;
+    this.refs = i + 1;
+    this.made++;
+  }
+
+  #skip(guest: number, host: number, why: number): void {
+    const i = this.refs;
+    if (i >= MAX_REFS) return;
+    this.refGuest[i] = guest;
+    this.refHost[i] = host;
+    this.refAddr[i] = -1;
+    this.refWrite[i] = 0;
+    this.refSkip[i] = why;
     this.refs = i + 1;
   }
 
@@ -272,16 +437,60 @@ export class NestedWalker implements EntryMemory {
     record: boolean,
   ): boolean {
     const mem = this.memory;
-    if (this.stage.kind === "ept") {
-      const s = this.#e;
-      const r = eptWalkInto(s, this.stage.mode, mem, this.hostRoot, gpa, a);
-      if (record) {
-        for (let i = 0; i < s.steps; i++) {
-          this.#ref(gl, s.level[i], s.entryAddr[i], 0);
+    const ctx = this.hostRoot;
+    const m = this.#hostLevels;
+    const gHi = Math.floor(gpa / 4294967296), gLo = gpa >>> 0;
+    // Nested TLB: a hit whose rights allow the access skips the host walk.
+    // (Entries only carry W once the leaf is dirty, so skipping never skips
+    // an A/D update the walk would make.)
+    const nt = this.nestedTlb;
+    if (nt !== undefined) {
+      const slot = nt.lookup(ctx, 0, gHi, (gLo & 0xfffff000) >>> 0, a & 7);
+      if (slot >= 0) {
+        if (record) {
+          for (let hl = m; hl >= 1; hl--) this.#skip(gl, hl, SKIP_NTLB);
         }
+        this.hpa = nt.value[slot] + (gLo & 0xfff);
+        return true;
+      }
+    }
+    // Host PSC: resume below the longest cached gpa prefix.
+    let sl = 0, sb = 0, sr = 7;
+    const hp = this.hostPsc;
+    if (hp !== undefined) {
+      for (let level = 2; level <= m; level++) {
+        const sh = 3 + 9 * level; // 12 + 9·(level − 1)
+        const slot = hp.lookup(
+          ctx,
+          level,
+          prefixHi(gHi, gLo, sh),
+          prefixLo(gHi, gLo, sh),
+          0,
+        );
+        if (slot >= 0) {
+          sl = level - 1;
+          sb = hp.value[slot];
+          sr = hp.rights[slot];
+          if (record) {
+            for (let hl = m; hl >= level; hl--) {
+              this.#skip(gl, hl, SKIP_HOST_PSC);
+            }
+          }
+          break;
+        }
+      }
+    }
+    const ept = this.#ept;
+    if (ept !== undefined) {
+      const s = this.#e;
+      const r = eptWalkInto(s, ept, mem, ctx, gpa, a, true, sl, sb, sr);
+      if (record) {
+        const lv = s.level, ea = s.entryAddr;
+        for (let i = 0; i < s.steps; i++) this.#ref(gl, lv[i], ea[i], 0);
       }
       if (r === EPT_OK) {
         this.hpa = s.hpa;
+        if (nt !== undefined || hp !== undefined) this.#fillEpt(ept, gHi, gLo);
         return true;
       }
       this.#fault(gpa, gl, table, s.leafLevel, s.reason);
@@ -296,17 +505,16 @@ export class NestedWalker implements EntryMemory {
       return false;
     }
     const s = this.#n;
-    const hi = Math.floor(gpa / 4294967296), lo = gpa >>> 0;
     const acc = ACCESS_USER | ((a & EPT_WRITE) !== 0 ? ACCESS_WRITE : 0) |
       ((a & EPT_FETCH) !== 0 ? ACCESS_FETCH : 0);
-    const r = walkInto(s, this.stage.mode, mem, this.hostRoot, hi, lo, acc);
+    const r = walkInto(s, this.#npt!, mem, ctx, gHi, gLo, acc, 0, sl, sb, sr);
     if (record) {
-      for (let i = 0; i < s.steps; i++) {
-        this.#ref(gl, s.level[i], s.entryAddr[i], 0);
-      }
+      const lv = s.level, ea = s.entryAddr;
+      for (let i = 0; i < s.steps; i++) this.#ref(gl, lv[i], ea[i], 0);
     }
     if (r === WALK_OK) {
       this.hpa = s.pa;
+      if (nt !== undefined || hp !== undefined) this.#fillNpt(gHi, gLo);
       return true;
     }
     this.#fault(gpa, gl, table, s.leafLevel, s.reason);
@@ -316,6 +524,76 @@ export class NestedWalker implements EntryMemory {
       ? PFEC_P | PFEC_RSVD | PFEC_U
       : s.errorCode | PFEC_U;
     return false;
+  }
+
+  /** Fill the nested TLB and host PSC from a successful EPT walk. */
+  #fillEpt(mode: EptMode, gHi: number, gLo: number): void {
+    const s = this.#e, ctx = this.hostRoot, last = s.steps - 1;
+    const nt = this.nestedTlb, hp = this.hostPsc;
+    if (nt !== undefined) {
+      let rights = s.finalRights & 7;
+      // with EPT A/D, W is cached only once the leaf is dirty (a write
+      // through a clean entry must walk to set D, SDM §28.3.5)
+      if (mode.ad && (s.lo[last] & 0x200) === 0) rights &= ~EPT_WRITE;
+      nt.fill(
+        ctx,
+        0,
+        gHi,
+        (gLo & 0xfffff000) >>> 0,
+        s.hpa - (gLo & 0xfff),
+        rights,
+      );
+    }
+    if (hp !== undefined) {
+      for (let i = 0; i < last; i++) {
+        const level = s.level[i], sh = 3 + 9 * level;
+        const next = (s.hi[i] & mode.addrHi) * 4294967296 +
+          ((s.lo[i] & mode.addrLo) >>> 0);
+        hp.fill(
+          ctx,
+          level,
+          prefixHi(gHi, gLo, sh),
+          prefixLo(gHi, gLo, sh),
+          next,
+          s.rights[i],
+        );
+      }
+    }
+  }
+
+  /** Fill the nested TLB and host PSC from a successful NPT walk. */
+  #fillNpt(gHi: number, gLo: number): void {
+    const s = this.#n, ctx = this.hostRoot, last = s.steps - 1;
+    const nt = this.nestedTlb, hp = this.hostPsc;
+    const fr = s.finalRights;
+    // NPT walks are user accesses (APM §15.25.5): a supervisor-only leaf
+    // allows nothing; W only once the leaf is dirty
+    if (nt !== undefined && (fr & RIGHT_U) !== 0) {
+      const rights = EPT_READ |
+        ((fr & RIGHT_W) !== 0 && s.dirty ? EPT_WRITE : 0) |
+        ((fr & RIGHT_X) !== 0 ? EPT_FETCH : 0);
+      nt.fill(
+        ctx,
+        0,
+        gHi,
+        (gLo & 0xfffff000) >>> 0,
+        s.pa - (gLo & 0xfff),
+        rights,
+      );
+    }
+    if (hp !== undefined) {
+      for (let i = 0; i < last; i++) {
+        const level = s.level[i], sh = 3 + 9 * level;
+        hp.fill(
+          ctx,
+          level,
+          prefixHi(gHi, gLo, sh),
+          prefixLo(gHi, gLo, sh),
+          s.base[i + 1],
+          s.rights[i],
+        );
+      }
+    }
   }
 
   #fault(
@@ -348,7 +626,7 @@ export class NestedWalker implements EntryMemory {
         }
       }
       const gl = this.#guestLevel;
-      const ept = this.stage.kind === "ept";
+      const ept = this.#ept !== undefined;
       if (
         !this.#hostWalk(
           start,
@@ -366,11 +644,7 @@ export class NestedWalker implements EntryMemory {
       return this.hpa + (addr - start);
     }
     const gl = --this.#guestLevel;
-    // SDM §28.3.3.2: with EPT A/D, guest paging-structure accesses are writes
-    const a = this.stage.kind === "ept" && this.stage.mode.ad
-      ? EPT_READ | EPT_WRITE
-      : EPT_READ;
-    if (!this.#hostWalk(start, gl, a, true, true)) return -1;
+    if (!this.#hostWalk(start, gl, this.#tableAccess, true, true)) return -1;
     this.#entryGpa = start;
     this.#entryHpa = this.hpa;
     this.#ref(gl, 0, this.hpa, 0);
@@ -380,6 +654,9 @@ export class NestedWalker implements EntryMemory {
   /** EntryMemory: a guest entry read (gpa). Returns 0 (not present) once the second stage faulted. */
   read32(addr: number): number {
     if (this.#faulted) return 0;
+    if (addr - 4 === this.#entryGpa && (addr & 7) === 4) {
+      return this.memory.read32(this.#entryHpa + 4); // the entry's high half
+    }
     const h = this.#entry(addr, false);
     return h < 0 ? 0 : this.memory.read32(h);
   }
@@ -435,8 +712,10 @@ export interface NestedRef {
   readonly host: number | "guest entry" | "data";
   /** Read or write (guest A/D update; the data write). */
   readonly op: "read" | "write";
-  /** Host-physical address referenced. */
+  /** Host-physical address referenced (-1 when skipped). */
   readonly hpa: number;
+  /** Present when the reference was skipped: which cache made it unnecessary. */
+  readonly cached?: SkipReason;
 }
 
 /** Decoded EPT-violation exit qualification (SDM Table 28-7). */
@@ -636,13 +915,19 @@ export function nestedRefs(w: NestedWalker): NestedRef[] {
   const out: NestedRef[] = [];
   for (let i = 0; i < w.refs; i++) {
     const g = w.refGuest[i], h = w.refHost[i];
-    out.push({
+    const skip = w.refSkip[i];
+    const ref: NestedRef = {
       n: i + 1,
       guest: g === 0 ? "data" : g,
       host: h !== 0 ? h : g === 0 ? "data" : "guest entry",
       op: w.refWrite[i] === 1 ? "write" : "read",
       hpa: w.refAddr[i],
-    });
+    };
+    out.push(
+      skip === SKIP_NONE
+        ? ref
+        : { ...ref, cached: SKIP_NAMES[skip] as SkipReason },
+    );
   }
   return out;
 }
