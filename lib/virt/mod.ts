@@ -97,6 +97,8 @@ export {
   type GuestAccessUnbacked,
   type MmuScheme,
   outcomeOf,
+  type ParsedGuestAccess,
+  parseGuestAccess,
   type SchemeContext,
   type SchemeCounters,
   type SchemeEvent,

@@ -413,6 +413,72 @@ export type GuestAccessOutcome =
   | GeneralProtection
   | GuestAccessUnbacked;
 
+/** A guest access as validated by {@linkcode parseGuestAccess}. */
+export interface ParsedGuestAccess {
+  /** The linear address. */
+  readonly a: LinearAddress;
+  /** read, write or fetch. */
+  readonly kind: AccessKind;
+  /** CPL 3. */
+  readonly user: boolean;
+  /** ACCESS_* flags for the walker. */
+  readonly flags: number;
+  /** Bytes: 1, 2 or 4. */
+  readonly size: 1 | 2 | 4;
+  /** Value to write (0 for reads and fetches). */
+  readonly value: number;
+}
+
+/**
+ * Validate a guest access as users describe it (shared by every scheme's
+ * `access` and the guest OS): size 1, 2 or 4, naturally aligned (so that it
+ * stays within one page), and a write value that fits the size.
+ *
+ * @example
+ * ```ts
+ * import { parseGuestAccess } from "./scheme.ts";
+ * import assert from "node:assert/strict";
+ * const p = parseGuestAccess(0x1002, { kind: "write", size: 2, value: 0xffff });
+ * assert.equal(p.size, 2);
+ * assert.throws(() => parseGuestAccess(0x1001, { size: 2 }), /misaligned/);
+ * assert.throws(() => parseGuestAccess(0x1000, { kind: "write", size: 1, value: 256 }), /1-byte write/);
+ * ```
+ */
+export function parseGuestAccess(
+  va: AddressLike | LinearAddress,
+  options: GuestAccessOptions = {},
+): ParsedGuestAccess {
+  const a = LinearAddress.from(va);
+  const kind = options.kind ?? "read";
+  const user = options.user ?? true;
+  const flags = accessFlags({ kind, user });
+  const size = options.size ?? 4;
+  if (size !== 1 && size !== 2 && size !== 4) {
+    throw new RangeError(
+      `access size ${String(size)} is invalid: expected 1, 2 or 4 bytes`,
+    );
+  }
+  if (a.lo % size !== 0) {
+    throw new RangeError(
+      `access at ${a.toHex()} is misaligned for ${size} bytes: expected a multiple of ${size} (so that it stays within one page)`,
+    );
+  }
+  const value = options.value ?? 0;
+  if (
+    kind === "write" &&
+    (!Number.isInteger(value) || value < 0 || value >= 2 ** (8 * size))
+  ) {
+    throw new RangeError(
+      `value ${
+        String(value)
+      } is invalid for a ${size}-byte write: expected an integer in [0, 2^${
+        8 * size
+      })`,
+    );
+  }
+  return { a, kind, user, flags, size, value };
+}
+
 /**
  * Result of {@linkcode MmuScheme.access}.
  *
@@ -823,34 +889,7 @@ export abstract class BaseScheme implements MmuScheme {
     options: GuestAccessOptions = {},
   ): GuestAccessResult {
     const ctx = this.context;
-    const a = LinearAddress.from(va);
-    const kind = options.kind ?? "read";
-    const user = options.user ?? true;
-    const flags = accessFlags({ kind, user });
-    const size = options.size ?? 4;
-    if (size !== 1 && size !== 2 && size !== 4) {
-      throw new RangeError(
-        `access size ${String(size)} is invalid: expected 1, 2 or 4 bytes`,
-      );
-    }
-    if (a.lo % size !== 0) {
-      throw new RangeError(
-        `access at ${a.toHex()} is misaligned for ${size} bytes: expected a multiple of ${size} (so that it stays within one page)`,
-      );
-    }
-    const value = options.value ?? 0;
-    if (
-      kind === "write" &&
-      (!Number.isInteger(value) || value < 0 || value >= 2 ** (8 * size))
-    ) {
-      throw new RangeError(
-        `value ${
-          String(value)
-        } is invalid for a ${size}-byte write: expected an integer in [0, 2^${
-          8 * size
-        })`,
-      );
-    }
+    const { a, kind, user, flags, size, value } = parseGuestAccess(va, options);
     const s = this.#state;
     const r = this.accessFast(s, a.hi, a.lo, flags, size, value);
     return {

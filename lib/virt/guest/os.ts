@@ -56,7 +56,7 @@ import {
   pagingMode,
   type PagingModeOptions,
 } from "../../paging/mode.ts";
-import { accessFlags, sizeName } from "../../paging/record.ts";
+import { sizeName } from "../../paging/record.ts";
 import {
   ACCESS_FETCH,
   ACCESS_USER,
@@ -74,6 +74,7 @@ import {
   type GuestAccessOptions,
   GuestAccessState,
   type MmuScheme,
+  parseGuestAccess,
 } from "../scheme.ts";
 import { GuestFrameAllocator, type GuestFrameRole } from "./frames.ts";
 import { guestOsToHtml, guestOsToText } from "../../view/virt_html.ts";
@@ -1412,34 +1413,7 @@ export class GuestOs {
     va: AddressLike | LinearAddress,
     options: GuestAccessOptions = {},
   ): AccessReport {
-    const a = LinearAddress.from(va);
-    const kind = options.kind ?? "read";
-    const user = options.user ?? true;
-    const flags = accessFlags({ kind, user });
-    const size = options.size ?? 4;
-    if (size !== 1 && size !== 2 && size !== 4) {
-      throw new RangeError(
-        `access size ${String(size)} is invalid: expected 1, 2 or 4 bytes`,
-      );
-    }
-    if (a.lo % size !== 0) {
-      throw new RangeError(
-        `access at ${a.toHex()} is misaligned for ${size} bytes: expected a multiple of ${size}`,
-      );
-    }
-    const value = options.value ?? 0;
-    if (
-      kind === "write" &&
-      (!Number.isInteger(value) || value < 0 || value >= 2 ** (8 * size))
-    ) {
-      throw new RangeError(
-        `value ${
-          String(value)
-        } is invalid for a ${size}-byte write: expected an integer in [0, 2^${
-          8 * size
-        })`,
-      );
-    }
+    const { a, flags, size, value } = parseGuestAccess(va, options);
     const s = this.#state;
     const faults: FaultRecord[] = [];
     for (;;) {
