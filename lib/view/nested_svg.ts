@@ -22,6 +22,7 @@
  * @module
  */
 
+import { attrs, el, text } from "./svg.ts";
 import { hex64 } from "../address/address.ts";
 import type { NestedWalkRecord } from "../virt/nested/record.ts";
 import { nestedOutcomeText } from "../virt/nested/record.ts";
@@ -36,27 +37,6 @@ export interface NestedSvgOptions {
   idPrefix?: string;
   /** Draw the legend (default true). */
   legend?: boolean;
-}
-
-type Attrs = Record<string, string | number | undefined>;
-
-function attrs(a: Attrs): string {
-  let s = "";
-  for (const [k, v] of Object.entries(a)) {
-    if (v === undefined) continue;
-    s += ` ${k}="${typeof v === "number" ? Math.round(v) : escapeXml(v)}"`;
-  }
-  return s;
-}
-
-function el(name: string, a: Attrs, body?: string): string {
-  return body === undefined
-    ? `<${name}${attrs(a)}/>`
-    : `<${name}${attrs(a)}>${body}</${name}>`;
-}
-
-function text(x: number, y: number, content: string, a: Attrs = {}): string {
-  return el("text", { x, y, ...a }, escapeXml(content));
 }
 
 const hx = (a: number) => hex64(Math.floor(a / 2 ** 32), a >>> 0);

@@ -6,7 +6,7 @@
  */
 
 import { hex64, hexPhys } from "../address/address.ts";
-import type { Walk } from "../paging/record.ts";
+import { sizeName, type Walk } from "../paging/record.ts";
 
 /**
  * A walk as a few lines of text: the address split into fields, one line per
@@ -108,14 +108,4 @@ export function pageTableToText(pt: PageTableLike, maxLines = 40): string {
   if (n > maxLines) lines.push(`  … ${n - maxLines} more mappings folded`);
   if (n === 0) lines.push("  (no mappings)");
   return lines.join("\n");
-}
-
-function sizeName(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let u = 0, v = bytes;
-  while (v >= 1024 && v % 1024 === 0 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v} ${units[u]}`;
 }

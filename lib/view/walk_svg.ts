@@ -23,6 +23,8 @@
  * @module
  */
 
+import { type Attrs, attrs, el, num, text } from "./svg.ts";
+import { sizeName } from "../paging/record.ts";
 import { hexPhys } from "../address/address.ts";
 import type { FaultReason } from "../paging/walker.ts";
 import type {
@@ -75,34 +77,6 @@ export interface WalkSvgOptions {
 }
 
 // ---------------------------------------------------------------- markup
-
-type Attrs = Record<string, string | number | undefined>;
-
-/** Fixed number formatting: at most one decimal, never "-0". */
-function num(v: number): string {
-  const r = Math.round(v * 10) / 10;
-  return String(r === 0 ? 0 : r);
-}
-
-function attrs(a: Attrs): string {
-  let s = "";
-  for (const [k, v] of Object.entries(a)) {
-    if (v === undefined) continue;
-    s += ` ${k}="${typeof v === "number" ? num(v) : escapeXml(v)}"`;
-  }
-  return s;
-}
-
-function el(name: string, a: Attrs, body?: string): string {
-  return body === undefined
-    ? `<${name}${attrs(a)}/>`
-    : `<${name}${attrs(a)}>${body}</${name}>`;
-}
-
-/** A `<text>` whose content is plain text (escaped here). */
-function text(x: number, y: number, content: string, a: Attrs = {}): string {
-  return el("text", { x, y, ...a }, escapeXml(content));
-}
 
 /**
  * A `<tspan>` with plain-text content. Spaces at either end go outside the
@@ -160,16 +134,6 @@ function binary(v: number | bigint, bits: number): string {
 
 function bitRange(hi: number, lo: number): string {
   return hi === lo ? `bit ${lo}` : `bits ${hi}:${lo}`;
-}
-
-function sizeName(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-  let u = 0, v = bytes;
-  while (v >= 1024 && v % 1024 === 0 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v} ${units[u]}`;
 }
 
 const REASON: Record<FaultReason, string> = {
