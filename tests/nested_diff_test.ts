@@ -8,49 +8,14 @@
  * mismatch the op list is shrunk and printed.
  */
 import assert from "node:assert/strict";
-import { Host, type HypervisorKind } from "../lib/virt/host.ts";
-import { GuestOs } from "../lib/virt/guest/os.ts";
-import {
-  type ActivityRecord,
-  formatActivity,
-  type GuestOp,
-  minimizeActivity,
-  randomGuestActivity,
-  runActivity,
-} from "../lib/virt/guest/activity.ts";
-import type { MmuScheme } from "../lib/virt/scheme.ts";
-import { ReferenceScheme } from "../lib/virt/reference.ts";
+import type { HypervisorKind } from "../lib/virt/host.ts";
+import { randomGuestActivity } from "../lib/virt/guest/activity.ts";
 import { type NestedOptions, NestedScheme } from "../lib/virt/nested/scheme.ts";
-
-const GUEST_MEMORY = 2 * 2 ** 20;
-
-function run(
-  ops: readonly GuestOp[],
-  scheme: MmuScheme,
-  hypervisor: HypervisorKind,
-): ActivityRecord[] {
-  const host = new Host({ memory: 32 * 2 ** 20, hypervisor });
-  const vm = host.createDomain({ memory: GUEST_MEMORY });
-  const os = new GuestOs(vm, { scheme, kernelHeapPages: 4 });
-  return runActivity(os, ops);
-}
-
-function firstDiff(a: ActivityRecord[], b: ActivityRecord[]): number {
-  for (let i = 0; i < Math.max(a.length, b.length); i++) {
-    if (JSON.stringify(a[i]) !== JSON.stringify(b[i])) return i;
-  }
-  return -1;
-}
-
-function check(
-  ops: readonly GuestOp[],
-  options: NestedOptions,
-  hypervisor: HypervisorKind,
-): number {
-  const ref = run(ops, new ReferenceScheme({ eventLog: 0 }), hypervisor);
-  const n = run(ops, new NestedScheme({ ...options, eventLog: 0 }), hypervisor);
-  return firstDiff(ref, n);
-}
+import {
+  assertSameAsReference,
+  GUEST_MEMORY,
+  runGuest,
+} from "./_diff_harness.ts";
 
 const CONFIGS: { name: string; options: NestedOptions }[] = [
   { name: "EPT 4-level", options: {} },
@@ -83,24 +48,15 @@ for (const w of WORKLOADS) {
             balloon: hypervisor === "xen",
             weights: w.weights,
           });
-          const at = check(ops, options, hypervisor);
-          if (at >= 0) {
-            const small = minimizeActivity(
-              ops,
-              (l) => check(l, options, hypervisor) >= 0,
-            );
-            const ref = run(small, new ReferenceScheme(), hypervisor);
-            const n = run(small, new NestedScheme(options), hypervisor);
-            const i = firstDiff(ref, n);
-            assert.fail(
-              `nested (${w.name}, ${name}, ${hypervisor}) differs from the reference, seed ${seed}; ` +
-                `minimal reproducer (${small.length} ops):\n${
-                  formatActivity(small)
-                }\nop ${i}: reference ${
-                  JSON.stringify(ref[i]?.result)
-                }\n      nested    ${JSON.stringify(n[i]?.result)}`,
-            );
-          }
+          assertSameAsReference(
+            ops,
+            {
+              name: "nested",
+              make: () => new NestedScheme({ ...options, eventLog: 0 }),
+            },
+            hypervisor as HypervisorKind,
+            `${w.name}, ${name}, ${hypervisor}, seed ${seed}`,
+          );
         }
       });
     }
@@ -113,7 +69,7 @@ Deno.test("nested: exits only on first touch; loadCr3 and invlpg cause none", ()
     kernelHeapPages: 4,
   });
   const s = new NestedScheme({ eventLog: 0 });
-  run(ops, s, "kvm");
+  runGuest(ops, s, "kvm");
   const c = s.counters;
   assert.ok(c.cr3Loads > 0);
   assert.equal(

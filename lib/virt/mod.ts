@@ -173,3 +173,12 @@ export {
 } from "../view/virt_svg.ts";
 export * from "./shadow/mod.ts";
 export * from "./nested/mod.ts";
+export * from "./pv/mod.ts";
+export {
+  type PageTypeRow,
+  pageTypesToHtml,
+  pageTypesToText,
+  pvBatchToHtml,
+  pvBatchToText,
+  type PvBatchView,
+} from "../view/pv_html.ts";

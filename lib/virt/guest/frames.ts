@@ -82,13 +82,17 @@ export class GuestFrameAllocator implements FrameSource {
   /**
    * Manage the gfns of `ranges` (`[firstGfn, count]`) of `memory`.
    * `onTableAlloc` is told of every page-table frame handed out.
+   * `tableMemory` replaces the unwatched view as {@linkcode
+   * GuestFrameAllocator.memory} (a PV guest reads its machine-frame entries
+   * through a view that translates them back through the M2P).
    */
   constructor(
     memory: GuestPhysicalMemory,
     ranges: readonly (readonly [number, number])[],
     onTableAlloc?: (gpa: number) => void,
+    tableMemory?: Memory,
   ) {
-    this.memory = memory.unwatched;
+    this.memory = tableMemory ?? memory.unwatched;
     this.#loud = memory;
     const n = memory.size / FRAME_SIZE;
     this.#refs = new FrameTable(n, "guest frame reference counts", 0);
@@ -144,8 +148,8 @@ export class GuestFrameAllocator implements FrameSource {
     return gpa / FRAME_SIZE;
   }
 
-  #take(role: GuestFrameRole): number {
-    const gfn = this.#free.pop();
+  #take(role: GuestFrameRole, high = false): number {
+    const gfn = high ? this.#free.shift() : this.#free.pop();
     if (gfn === undefined) {
       throw new RangeError(
         `${this.#loud.name}: guest out of memory (all ${this.#total} frames in use)`,
@@ -162,7 +166,8 @@ export class GuestFrameAllocator implements FrameSource {
       this.#refs.set(gfn, 0);
       this.#roles.set(gfn, 0);
       this.#used--;
-      this.#free.push(gfn);
+      if (high) this.#free.unshift(gfn);
+      else this.#free.push(gfn);
       throw e;
     }
     return gpa;
@@ -171,6 +176,18 @@ export class GuestFrameAllocator implements FrameSource {
   /** A zeroed page-table frame (the `FrameSource` call of `PageTable`). */
   alloc(): number {
     const gpa = this.#take("table");
+    this.#onTable?.(gpa);
+    return gpa;
+  }
+
+  /**
+   * A zeroed page-table frame from the other end of the free list (the
+   * frame that would be handed out last), so that the frames handed out
+   * afterwards are the same as without this call. A PV kernel takes the
+   * direct map's extra L1 tables this way.
+   */
+  allocHigh(): number {
+    const gpa = this.#take("table", true);
     this.#onTable?.(gpa);
     return gpa;
   }

@@ -77,6 +77,9 @@ import {
   parseGuestAccess,
 } from "../scheme.ts";
 import { GuestFrameAllocator, type GuestFrameRole } from "./frames.ts";
+import { PvScheme } from "../pv/scheme.ts";
+import type { PvMmuextOp, PvUpdate } from "../pv/mmu.ts";
+import type { Host, HypervisorKind } from "../host.ts";
 import { guestOsToHtml, guestOsToText } from "../../view/virt_html.ts";
 
 /**
@@ -565,6 +568,13 @@ export interface GuestOsOptions {
   flushCeiling?: number;
   /** Name shown in displays (default the domain's name). */
   name?: string;
+  /**
+   * The kernel's paging: "hvm" (default: it writes its own tables, in
+   * guest-physical terms) or "pv" (Xen PV direct paging: its tables hold
+   * machine frames, written by hypercall; needs a {@linkcode PvScheme}
+   * and a Xen domain; the default scheme is then a new `PvScheme`).
+   */
+  kernel?: "hvm" | "pv";
 }
 
 /**
@@ -708,6 +718,69 @@ export interface GuestOsSnapshot {
   readonly counters: GuestOsCounters;
 }
 
+/**
+ * How a PV kernel reads its page tables: guest-physical addresses, raw
+ * bytes, except that once `translating`, a present 8-byte entry's frame
+ * field is turned from an mfn back into a pfn through the M2P (PV Linux's
+ * `pte_val` → `mfn_to_pfn`). Not-present entries are left alone, as in
+ * Linux (PROT_NONE entries keep their pfn). Writes are raw: only the
+ * domain builder writes through it, before the tables are pinned.
+ */
+class PvTableView implements Memory {
+  readonly size: number;
+  readonly name: string;
+  translating = false;
+  #raw: Memory;
+  #host: Host<HypervisorKind>;
+  #frames: number;
+  constructor(raw: Memory, host: Host<HypervisorKind>) {
+    this.#raw = raw;
+    this.#host = host;
+    this.size = raw.size;
+    this.name = `${raw.name} (PV page-table view)`;
+    this.#frames = Math.floor(host.memory.size / FRAME_SIZE);
+  }
+  read8(a: number): number {
+    return this.#raw.read8(a);
+  }
+  read16(a: number): number {
+    return this.#raw.read16(a);
+  }
+  read32(a: number): number {
+    const raw = this.#raw;
+    if (!this.translating || a % 4 !== 0) return raw.read32(a);
+    const e = a - (a % 8);
+    let lo = raw.read32(e), hi = raw.read32(e + 4);
+    if ((lo & PTE_P) !== 0) {
+      const mfn = (hi & 0xfffff) * 1048576 + (lo >>> 12);
+      const gfn = mfn < this.#frames ? this.#host.m2p(mfn) : undefined;
+      if (gfn !== undefined) {
+        lo = ((lo & 0xfff) | ((gfn * FRAME_SIZE) >>> 0)) >>> 0;
+        hi = ((hi & ~0xfffff) | Math.floor(gfn / 1048576)) >>> 0;
+      }
+    }
+    return a === e ? lo : hi;
+  }
+  write8(a: number, v: number): void {
+    this.#raw.write8(a, v);
+  }
+  write16(a: number, v: number): void {
+    this.#raw.write16(a, v);
+  }
+  write32(a: number, v: number): void {
+    this.#raw.write32(a, v);
+  }
+  readBytes(a: number, n: number): Uint8Array {
+    return this.#raw.readBytes(a, n);
+  }
+  writeBytes(a: number, d: Uint8Array): void {
+    this.#raw.writeBytes(a, d);
+  }
+  zero(a: number, n: number): void {
+    this.#raw.zero(a, n);
+  }
+}
+
 function splitGpa(gpa: number): [number, number] {
   return [gpa >>> 0, Math.floor(gpa / TWO32)];
 }
@@ -796,6 +869,9 @@ export class GuestOs {
     "oom": 0,
   };
   #sys = new Map<string, number>();
+  #pv: PvScheme | undefined = undefined;
+  #pvView: PvTableView | undefined = undefined;
+  #batch: PvUpdate[] | undefined = undefined;
 
   /**
    * Boot a guest OS in `domain`: attach the scheme, build the kernel half
@@ -837,7 +913,27 @@ export class GuestOs {
     this.kernelTextPages = text;
     this.#ceiling = ceiling;
     this.mode = pagingMode(X86_64_4LEVEL, options.mode ?? {});
-    this.scheme = options.scheme ?? new ReferenceScheme();
+    const kernel = options.kernel ?? "hvm";
+    if (kernel !== "hvm" && kernel !== "pv") {
+      throw new RangeError(
+        `kernel "${String(kernel)}" is invalid: expected "hvm" or "pv"`,
+      );
+    }
+    if (kernel === "pv") {
+      const sch = options.scheme ?? new PvScheme();
+      if (!(sch instanceof PvScheme)) {
+        throw new TypeError(
+          `scheme "${sch.name}" cannot run a PV kernel: expected a PvScheme`,
+        );
+      }
+      if (domain.backing !== "xen") {
+        throw new RangeError(
+          `domain "${domain.name}" is a ${domain.backing} domain: a PV kernel needs a Xen domain`,
+        );
+      }
+      this.#pv = sch;
+    }
+    this.scheme = options.scheme ?? this.#pv ?? new ReferenceScheme();
     const scheme = this.scheme;
     scheme.attach({
       host: domain.host,
@@ -846,14 +942,246 @@ export class GuestOs {
       mode: this.mode,
     });
     domain.memory.setWriteWatcher((gpa, n) => scheme.frameWritten(gpa, n));
+    if (this.#pv !== undefined) {
+      this.#pvView = new PvTableView(domain.memory.unwatched, domain.host);
+    }
     this.frames = new GuestFrameAllocator(
       domain.memory,
       domain.backedRanges(),
       (gpa) => scheme.tableFrameAllocated?.(gpa),
+      this.#pvView,
     );
     this.kernelTable = this.#newTable();
     this.#bootKernel();
+    if (this.#pv !== undefined) this.#pvDomainBuilder();
     this.#loadCr3(this.kernelTable.root);
+  }
+
+  /** Whether the kernel is a Xen PV kernel (`kernel: "pv"`). */
+  get paravirtual(): boolean {
+    return this.#pv !== undefined;
+  }
+
+  // ---- PV kernel (Xen direct paging) ----------------------------------------
+
+  /** Machine address of guest-physical `gpa` (`virt_to_machine`). */
+  #ma(gpa: number): number {
+    const gfn = Math.floor(gpa / FRAME_SIZE);
+    const mfn = this.domain.lookup(gfn);
+    if (mfn === undefined) {
+      throw new RangeError(`gpa ${hexPhys(gpa)} has no machine frame`);
+    }
+    return mfn * FRAME_SIZE + (gpa - gfn * FRAME_SIZE);
+  }
+
+  /** `pfn_pte`: a present entry's pfn becomes the mfn through the P2M. */
+  #toMachine(lo: number, hi: number): [number, number] {
+    if ((lo & PTE_P) === 0) return [lo >>> 0, hi >>> 0];
+    const ma = this.#ma(entryAddr(lo, hi));
+    return [
+      ((lo & 0xfff) | (ma >>> 0)) >>> 0,
+      ((hi & ~0xfffff) | Math.floor(ma / TWO32)) >>> 0,
+    ];
+  }
+
+  #pvUpdates(reqs: PvUpdate[]): void {
+    const r = this.#pv!.mmuUpdate(reqs);
+    if (!r.ok) {
+      throw new Error(`internal: Xen refused the PV kernel's update:\n${r}`);
+    }
+  }
+
+  #pvExt(ops: PvMmuextOp[]): void {
+    const r = this.#pv!.mmuextOp(ops);
+    if (!r.ok) {
+      throw new Error(`internal: Xen refused the PV kernel's mmuext_op:\n${r}`);
+    }
+  }
+
+  /** Issue the queued PTE updates as one mmu_update (lazy MMU mode ends). */
+  #pvFlushBatch(): void {
+    const b = this.#batch;
+    if (b === undefined || b.length === 0) return;
+    this.#batch = [];
+    this.#pvUpdates(b);
+  }
+
+  /** Run `fn` with PTE updates queued and issued in batches (Linux's lazy MMU mode). */
+  #batched<T>(fn: () => T): T {
+    if (this.#pv === undefined || this.#batch !== undefined) return fn();
+    this.#batch = [];
+    try {
+      return fn();
+    } finally {
+      try {
+        this.#pvFlushBatch();
+      } finally {
+        this.#batch = undefined;
+      }
+    }
+  }
+
+  /**
+   * The one place the kernel writes an entry: HVM through the page table's
+   * choke point; PV by `mmu_update` (PTEs queued while batching, upper
+   * levels at once, after what is queued).
+   */
+  #setEntry(
+    pt: PageTable<Memory, GuestFrameAllocator>,
+    level: number,
+    ea: number,
+    lo: number,
+    hi: number,
+    va: LinearAddress,
+  ): void {
+    if (this.#pv === undefined) {
+      pt.writeEntry(level, ea, lo, hi, va);
+      return;
+    }
+    const [mlo, mhi] = this.#toMachine(lo, hi);
+    const req = { ptr: this.#ma(ea), lo: mlo, hi: mhi };
+    if (this.#batch !== undefined && level === 1) {
+      this.#batch.push(req);
+      return;
+    }
+    this.#pvFlushBatch();
+    this.#pvUpdates([req]);
+  }
+
+  /** The gpa of the direct map's PTE for the frame at `gpa`. */
+  #directPte(gpa: number): number {
+    const va = DIRECT_MAP.toBigInt() + BigInt(gpa);
+    const m = this.frames.memory;
+    let t = this.kernelTable.root;
+    for (let level = 4; level >= 2; level--) {
+      const idx = Number((va >> BigInt(LEVEL_SHIFT[level])) & 511n);
+      const ea = t + 8 * idx;
+      const lo = m.read32(ea), hi = m.read32(ea + 4);
+      if ((lo & PTE_P) === 0 || (lo & PTE_PS) !== 0) {
+        throw new Error(`internal: no direct-map PTE for ${hexPhys(gpa)}`);
+      }
+      t = entryAddr(lo, hi);
+    }
+    return t + 8 * Number((va >> 12n) & 511n);
+  }
+
+  #directVa(gpa: number): LinearAddress {
+    return LinearAddress.from(DIRECT_MAP.toBigInt() + BigInt(gpa));
+  }
+
+  /**
+   * A frame becomes a page table (Linux's `xen_alloc_ptpage`): its direct
+   * map PTE made read-only (a table is never mapped writable), the stale
+   * translation flushed, the table pinned at its level.
+   */
+  #pvMakeTable(gpa: number, level: number): void {
+    this.#pvFlushBatch();
+    const slot = this.#directPte(gpa);
+    const m = this.frames.memory;
+    const lo = m.read32(slot), hi = m.read32(slot + 4);
+    this.#pvUpdates([{
+      ptr: this.#ma(slot),
+      ...this.#machinePair((lo & ~PTE_RW) >>> 0, hi),
+    }]);
+    const v = this.#directVa(gpa);
+    this.#c.invlpgs++;
+    this.scheme.invlpg(v.hi, v.lo);
+    const mfn = this.#ma(gpa) / FRAME_SIZE;
+    this.#pvExt([{ cmd: `pin-l${level}` as "pin-l1", mfn }]);
+  }
+
+  #machinePair(lo: number, hi: number): { lo: number; hi: number } {
+    const [a, b] = this.#toMachine(lo, hi);
+    return { lo: a, hi: b };
+  }
+
+  /** The inverse (Linux's `xen_release_ptpage`): unpin, direct map writable again. */
+  #pvReleaseTable(gpa: number): void {
+    this.#pvExt([{ cmd: "unpin", mfn: this.#ma(gpa) / FRAME_SIZE }]);
+    const slot = this.#directPte(gpa);
+    const m = this.frames.memory;
+    const lo = m.read32(slot), hi = m.read32(slot + 4);
+    this.#pvUpdates([{
+      ptr: this.#ma(slot),
+      ...this.#machinePair((lo | PTE_RW) >>> 0, hi),
+    }]);
+  }
+
+  /**
+   * PV boot, part 1: Xen gives PV guests no superpages, so the direct map's
+   * 2 MiB leaves are split into L1 tables, taken from the top of memory so
+   * that every later frame is the one an HVM kernel would get.
+   */
+  #pvSplitDirectMap(): void {
+    const m = this.frames.memory;
+    const va = DIRECT_MAP.toBigInt();
+    const l4e = this.kernelTable.root +
+      8 * Number((va >> 39n) & 511n);
+    if ((m.read32(l4e) & PTE_P) === 0) return;
+    const l3 = entryAddr(m.read32(l4e), m.read32(l4e + 4));
+    for (let i = 0; i < 512; i++) {
+      const lo3 = m.read32(l3 + 8 * i), hi3 = m.read32(l3 + 8 * i + 4);
+      if ((lo3 & PTE_P) === 0) continue;
+      if (lo3 & PTE_PS) {
+        throw new RangeError(
+          "a PV guest of 1 GiB or more is not modelled (its direct map would need 1 GiB pages split)",
+        );
+      }
+      const l2 = entryAddr(lo3, hi3);
+      for (let j = 0; j < 512; j++) {
+        const lo = m.read32(l2 + 8 * j), hi = m.read32(l2 + 8 * j + 4);
+        if ((lo & PTE_P) === 0 || (lo & PTE_PS) === 0) continue;
+        const l1 = this.frames.allocHigh();
+        const frame = entryAddr(lo, hi);
+        const flags = lo &
+          (PTE_P | PTE_RW | PTE_US | 0x18 | PTE_A | PTE_D | 0x100);
+        for (let k = 0; k < 512; k++) {
+          const [glo, ghi] = splitGpa(frame + k * FRAME_SIZE);
+          m.write32(l1 + 8 * k, (glo | flags) >>> 0);
+          m.write32(l1 + 8 * k + 4, (ghi | (hi & NX_HI)) >>> 0);
+        }
+        const [tlo, thi] = encodeTable(this.mode, 2, l1);
+        m.write32(l2 + 8 * j, tlo);
+        m.write32(l2 + 8 * j + 4, thi);
+      }
+    }
+  }
+
+  /**
+   * PV boot, part 2 (the toolstack's domain builder): rewrite the kernel's
+   * tables in machine terms, make every table frame read-only in the
+   * direct map, and have Xen validate and pin the whole tree.
+   */
+  #pvDomainBuilder(): void {
+    const view = this.#pvView!;
+    const m = this.frames.memory;
+    const tables: { t: number; level: number }[] = [];
+    const visit = (t: number, level: number) => {
+      tables.push({ t, level });
+      if (level === 1) return;
+      for (let i = 0; i < 512; i++) {
+        const lo = m.read32(t + 8 * i);
+        if ((lo & PTE_P) === 0 || (lo & PTE_PS) !== 0) continue;
+        visit(entryAddr(lo, m.read32(t + 8 * i + 4)), level - 1);
+      }
+    };
+    visit(this.kernelTable.root, 4);
+    const ro = tables.map(({ t }) => this.#directPte(t));
+    for (const slot of ro) m.write32(slot, (m.read32(slot) & ~PTE_RW) >>> 0);
+    for (const { t } of tables) {
+      for (let i = 0; i < 512; i++) {
+        const lo = m.read32(t + 8 * i), hi = m.read32(t + 8 * i + 4);
+        if ((lo & PTE_P) === 0) continue;
+        const [mlo, mhi] = this.#toMachine(lo, hi);
+        m.write32(t + 8 * i, mlo);
+        m.write32(t + 8 * i + 4, mhi);
+      }
+    }
+    view.translating = true;
+    this.#pvExt([{
+      cmd: "pin-l4",
+      mfn: this.#ma(this.kernelTable.root) / FRAME_SIZE,
+    }]);
   }
 
   #newTable(): PageTable<Memory, GuestFrameAllocator> {
@@ -861,7 +1189,9 @@ export class GuestOs {
       this.frames.memory,
       { mode: this.mode, allocator: this.frames },
     );
-    pt.onEntryWrite((c) => this.scheme.entryWritten(c));
+    if (this.#pv === undefined) {
+      pt.onEntryWrite((c) => this.scheme.entryWritten(c));
+    }
     return pt;
   }
 
@@ -879,6 +1209,7 @@ export class GuestOs {
       label: "direct map",
     }));
     kt.mapRegions(regions);
+    if (this.#pv !== undefined) this.#pvSplitDirectMap();
     for (let i = 0; i < this.kernelTextPages; i++) {
       const gpa = this.frames.allocData("kernel");
       // deterministic "instructions": NOPs with the page number
@@ -947,6 +1278,17 @@ export class GuestOs {
     const pt = this.#newTable();
     const m = this.frames.memory;
     const kroot = this.kernelTable.root;
+    if (this.#pv !== undefined) {
+      // pgd_alloc: a plain copy of the kernel's (machine) entries while the
+      // new root is still ordinary memory, then pinned (validated) as an L4
+      const raw = this.domain.memory.unwatched;
+      for (let i = 256; i < 512; i++) {
+        raw.write32(pt.root + 8 * i, raw.read32(kroot + 8 * i));
+        raw.write32(pt.root + 8 * i + 4, raw.read32(kroot + 8 * i + 4));
+      }
+      this.#pvMakeTable(pt.root, 4);
+      return pt;
+    }
     for (let i = 256; i < 512; i++) {
       const lo = m.read32(kroot + 8 * i), hi = m.read32(kroot + 8 * i + 4);
       if ((lo | hi) === 0) continue;
@@ -1008,6 +1350,7 @@ export class GuestOs {
 
   /** Flush after changing present PTEs of `p` (see the module notes). */
   #flush(p: Process, pages: readonly number[], full: boolean): void {
+    this.#pvFlushBatch();
     if (p !== this.#current) return;
     if (full || pages.length > this.#ceiling) this.flushTlb();
     else for (const va of pages) this.#invlpg(va);
@@ -1040,8 +1383,10 @@ export class GuestOs {
       const lo = m.read32(ea), hi = m.read32(ea + 4);
       if ((lo & PTE_P) === 0) {
         const t = this.frames.alloc();
+        if (this.#pv !== undefined) this.#pvMakeTable(t, level - 1);
         const [nlo, nhi] = encodeTable(this.mode, level, t);
-        p.pageTable.writeEntry(
+        this.#setEntry(
+          p.pageTable,
           level,
           ea,
           nlo,
@@ -1072,7 +1417,7 @@ export class GuestOs {
   }
 
   #writePte(p: Process, va: number, ea: number, lo: number, hi: number): void {
-    p.pageTable.writeEntry(1, ea, lo, hi, vaOf(va));
+    this.#setEntry(p.pageTable, 1, ea, lo, hi, vaOf(va));
   }
 
   /**
@@ -1109,7 +1454,7 @@ export class GuestOs {
         const child = entryAddr(lo, hi);
         visit(child, level - 1, va);
         if (freeEmpty && this.#isEmpty(child)) {
-          p.pageTable.writeEntry(level, ea, 0, 0, vaOf(va));
+          this.#setEntry(p.pageTable, level, ea, 0, 0, vaOf(va));
           freed.push(child);
         }
       }
@@ -1119,6 +1464,7 @@ export class GuestOs {
   }
 
   #isEmpty(table: number): boolean {
+    this.#pvFlushBatch();
     const m = this.frames.memory;
     for (let off = 0; off < FRAME_SIZE; off += 4) {
       if (m.read32(table + off) !== 0) return false;
@@ -1127,7 +1473,9 @@ export class GuestOs {
   }
 
   #freeTables(tables: readonly number[]): void {
+    this.#pvFlushBatch();
     for (const t of tables) {
+      if (this.#pv !== undefined) this.#pvReleaseTable(t);
       this.scheme.tableFrameFreed?.(t);
       this.frames.free(t);
       this.#c.tablesFreed++;
@@ -1211,7 +1559,7 @@ export class GuestOs {
     if (options.addr !== undefined) {
       const [a, end] = this.#checkRange(options.addr, pages);
       addr = a;
-      this.#unmapRange(p, a, end);
+      this.#batched(() => this.#unmapRange(p, a, end));
     } else addr = this.#findGap(p, pages);
     p.vmaList.push({
       start: addr,
@@ -1228,7 +1576,7 @@ export class GuestOs {
     this.#count("munmap");
     const p = this.#proc(options.pid);
     const [a, end] = this.#checkRange(addr, length);
-    this.#unmapRange(p, a, end);
+    this.#batched(() => this.#unmapRange(p, a, end));
   }
 
   #unmapRange(p: Process, start: number, end: number): void {
@@ -1289,16 +1637,18 @@ export class GuestOs {
     p.vmaList.push(...pieces);
     p.vmaList.sort((a, b) => a.start - b.start);
     const flushPages: number[] = [];
-    this.#forRange(p, start, end, (va, ea, lo, hi) => {
-      const gpa = entryAddr(lo, hi);
-      const writable = (bits & PROT_WRITE) !== 0 &&
-        this.frames.refcount(gpa) === 1;
-      const [nlo, nhi] = this.#userPte(gpa, bits, writable, lo);
-      if (nlo === lo && nhi === hi) return;
-      if (lo & PTE_P) flushPages.push(va);
-      this.#writePte(p, va, ea, nlo, nhi);
-    }, false);
-    this.#flush(p, flushPages, false);
+    this.#batched(() => {
+      this.#forRange(p, start, end, (va, ea, lo, hi) => {
+        const gpa = entryAddr(lo, hi);
+        const writable = (bits & PROT_WRITE) !== 0 &&
+          this.frames.refcount(gpa) === 1;
+        const [nlo, nhi] = this.#userPte(gpa, bits, writable, lo);
+        if (nlo === lo && nhi === hi) return;
+        if (lo & PTE_P) flushPages.push(va);
+        this.#writePte(p, va, ea, nlo, nhi);
+      }, false);
+      this.#flush(p, flushPages, false);
+    });
   }
 
   // ---- fork, exec, exit -----------------------------------------------------
@@ -1324,18 +1674,20 @@ export class GuestOs {
     child.vmaList = parent.vmaList.map((v) => ({ ...v }));
     const flushPages: number[] = [];
     try {
-      this.#forRange(parent, 0, USER_END, (va, ea, lo, hi) => {
-        const gpa = entryAddr(lo, hi);
-        let plo = lo;
-        if ((lo & PTE_P) && (lo & PTE_RW)) {
-          plo = (lo & ~PTE_RW) >>> 0;
-          this.#writePte(parent, va, ea, plo, hi);
-          flushPages.push(va);
-        }
-        const cea = this.#ensureSlot(child, va);
-        this.frames.ref(gpa);
-        this.#writePte(child, va, cea, (plo & ~PTE_A) >>> 0, hi);
-      }, false);
+      this.#batched(() =>
+        this.#forRange(parent, 0, USER_END, (va, ea, lo, hi) => {
+          const gpa = entryAddr(lo, hi);
+          let plo = lo;
+          if ((lo & PTE_P) && (lo & PTE_RW)) {
+            plo = (lo & ~PTE_RW) >>> 0;
+            this.#writePte(parent, va, ea, plo, hi);
+            flushPages.push(va);
+          }
+          const cea = this.#ensureSlot(child, va);
+          this.frames.ref(gpa);
+          this.#writePte(child, va, cea, (plo & ~PTE_A) >>> 0, hi);
+        }, false)
+      );
     } catch (e) {
       this.#flush(parent, flushPages, false);
       this.#teardown(child);
@@ -1355,13 +1707,16 @@ export class GuestOs {
 
   /** Free every user page and table of `p`, and its root (not running). */
   #teardown(p: Process): void {
-    const release: number[] = [];
-    const freed = this.#forRange(p, 0, USER_END, (va, ea, lo, hi) => {
-      release.push(entryAddr(lo, hi));
-      this.#writePte(p, va, ea, 0, 0);
-    }, true);
-    for (const gpa of release) this.frames.unref(gpa);
-    this.#freeTables([...freed, p.root]);
+    this.#batched(() => {
+      const release: number[] = [];
+      const freed = this.#forRange(p, 0, USER_END, (va, ea, lo, hi) => {
+        release.push(entryAddr(lo, hi));
+        this.#writePte(p, va, ea, 0, 0);
+      }, true);
+      this.#pvFlushBatch();
+      for (const gpa of release) this.frames.unref(gpa);
+      this.#freeTables([...freed, p.root]);
+    });
   }
 
   /**
@@ -1372,16 +1727,18 @@ export class GuestOs {
     this.#count("exec");
     const p = this.#proc(pid);
     p.vmaList = [];
-    const release: number[] = [];
-    const flushPages: number[] = [];
-    const freed = this.#forRange(p, 0, USER_END, (va, ea, lo, hi) => {
-      if (lo & PTE_P) flushPages.push(va);
-      release.push(entryAddr(lo, hi));
-      this.#writePte(p, va, ea, 0, 0);
-    }, true);
-    this.#flush(p, flushPages, freed.length > 0);
-    for (const gpa of release) this.frames.unref(gpa);
-    this.#freeTables(freed);
+    this.#batched(() => {
+      const release: number[] = [];
+      const flushPages: number[] = [];
+      const freed = this.#forRange(p, 0, USER_END, (va, ea, lo, hi) => {
+        if (lo & PTE_P) flushPages.push(va);
+        release.push(entryAddr(lo, hi));
+        this.#writePte(p, va, ea, 0, 0);
+      }, true);
+      this.#flush(p, flushPages, freed.length > 0);
+      for (const gpa of release) this.frames.unref(gpa);
+      this.#freeTables(freed);
+    });
   }
 
   /**
@@ -1555,6 +1912,11 @@ export class GuestOs {
    * if fewer are free). Returns how many were given.
    */
   balloonInflate(pages: number): number {
+    if (this.#pv !== undefined) {
+      throw new RangeError(
+        "ballooning a PV guest is not modelled (its direct map would have to be unmapped first)",
+      );
+    }
     const gfns = this.frames.take(pages);
     try {
       this.domain.balloonOut(gfns);
