@@ -255,3 +255,7 @@ export {
   nestedWalkToSvg,
 } from "./lib/view/nested_svg.ts";
 export * from "./lib/tlb/tagged.ts";
+export * from "./lib/workload/trace.ts";
+export * from "./lib/workload/replay.ts";
+export * from "./lib/workload/progress.ts";
+export * from "./lib/workload/record.ts";
