@@ -259,3 +259,26 @@ export * from "./lib/workload/trace.ts";
 export * from "./lib/workload/replay.ts";
 export * from "./lib/workload/progress.ts";
 export * from "./lib/workload/record.ts";
+export {
+  barChart,
+  type BarOptions,
+  barSpec,
+  Chart,
+  type ChartOptions,
+  dataTable,
+  heatmap,
+  type HeatmapOptions,
+  heatmapSpec,
+  lineChart,
+  type LineOptions,
+  lineSpec,
+  renderChart,
+  type Row as ChartRow,
+  scatterChart,
+  type ScatterOptions,
+  scatterSpec,
+  tidyRows,
+  VEGA_LITE_MIME,
+  VEGA_LITE_SCHEMA,
+  type VegaLiteSpec,
+} from "./lib/view/chart.ts";

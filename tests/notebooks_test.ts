@@ -8,6 +8,9 @@
  * are ignored, with a message, unless `MEMVIRT_NOTEBOOKS=required` (set by
  * `deno task test`), in which case they fail naming what is missing.
  *
+ * `MEMVIRT_KEEP_EXECUTED=<dir>` keeps a copy of each cleanly executed
+ * notebook there (the test command builds the book from them).
+ *
  * Knobs: `MEMVIRT_NB_GRACE` (seconds to keep reading outputs after a cell
  * reports idle, 1.5), `MEMVIRT_NB_TIMEOUT` (seconds per cell, 300).
  *
@@ -177,6 +180,12 @@ for (const file of notebooks) {
           `${rel(file)}:\n${problems.join("\n")}\n` +
             `(executed notebook: ${outFile})`,
         );
+      }
+      // `deno task test` builds the HTML book from these (no second run)
+      const keep = Deno.env.get("MEMVIRT_KEEP_EXECUTED");
+      if (keep) {
+        await Deno.mkdir(keep, { recursive: true });
+        await Deno.copyFile(outFile, path.join(keep, path.basename(file)));
       }
       await Deno.remove(tmp, { recursive: true });
     },

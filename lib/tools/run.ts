@@ -3,13 +3,17 @@
  *
  * Usage: `deno run -A lib/tools/run.ts <setup|test [--quick]|book|strip>`
  *
- * - `setup`: make sure the Debian Jupyter tools are installed (installing
- *   them with apt-get when that is possible) and that a Jupyter kernel
- *   named `deno` is registered.
- * - `test`: fmt, lint, type check, doc lint, unit and doc tests, then the
- *   notebook tests (`--quick` skips setup and notebooks).
- * - `book`: execute `notebooks/*.ipynb` with the Deno kernel and write an
- *   HTML book to `build/book/`.
+ * - `setup`: make sure the Debian Jupyter tools and Chromium are installed
+ *   (installing them with apt-get when that is possible) and that a Jupyter
+ *   kernel named `deno` is registered.
+ * - `test`: fmt, lint, type check, doc lint, setup, unit and doc tests, the
+ *   notebook tests, then the HTML book built from the notebooks the tests
+ *   executed, checked in headless Chromium (`--quick` skips setup,
+ *   notebooks and book).
+ * - `book [--no-check]`: execute `notebooks/*.ipynb` with the Deno kernel,
+ *   write an HTML book to `build/book/` (charts drawn with vega-embed from
+ *   `build/book/assets/`), then check every page in headless Chromium
+ *   ({@link ./browser_check.ts}; screenshots in `build/book/screenshots/`).
  * - `strip`: remove outputs and execution counts from `notebooks/*.ipynb`.
  *
  * Notebooks are executed by `lib/tools/nbrun.py` (jupyter_client, not
@@ -26,6 +30,13 @@
 
 import { fileURLToPath } from "node:url";
 import * as path from "node:path";
+import {
+  checkBook,
+  CHROMIUM_PACKAGE,
+  findChromium,
+  formatReport,
+  missingChromiumMessage,
+} from "./browser_check.ts";
 
 /** Absolute path of the repository root (with no trailing slash). */
 export const ROOT: string = fileURLToPath(new URL("../..", import.meta.url))
@@ -268,6 +279,7 @@ export async function setup(): Promise<void> {
   }
   const kernelDeno = pre.kernelArgv![0];
   console.log(`Deno kernel: ok (${kernelDeno})`);
+  await setupChromium();
   if (path.resolve(kernelDeno) !== Deno.execPath()) {
     const v = await capture(kernelDeno, ["--version"]);
     const kernelVersion = v.stdout.split("\n")[0].trim();
@@ -279,6 +291,41 @@ export async function setup(): Promise<void> {
       );
     }
   }
+}
+
+/**
+ * Install Chromium (for the book's browser check) with apt-get when it is
+ * missing and apt-get can be used; otherwise only say what to install (the
+ * browser check then fails with the same message).
+ */
+async function setupChromium(): Promise<void> {
+  let chromium = findChromium();
+  if (chromium === null) {
+    const prefix = await aptPrefix();
+    if (prefix === null) {
+      console.log(`note: ${missingChromiumMessage()}`);
+      return;
+    }
+    console.log(`installing Debian package: ${CHROMIUM_PACKAGE}`);
+    const env = { DEBIAN_FRONTEND: "noninteractive" };
+    const [cmd, ...pre1] = [...prefix, "apt-get"];
+    let code = await run(cmd, [...pre1, "install", "-y", CHROMIUM_PACKAGE], {
+      env,
+    });
+    if (code !== 0) {
+      await run(cmd, [...pre1, "update"], { env });
+      code = await run(cmd, [...pre1, "install", "-y", CHROMIUM_PACKAGE], {
+        env,
+      });
+    }
+    chromium = findChromium();
+    if (code !== 0 || chromium === null) {
+      throw new SetupError(
+        `could not install Chromium: ${missingChromiumMessage()}`,
+      );
+    }
+  }
+  console.log(`Chromium: ok (${chromium})`);
 }
 
 // ---------------------------------------------------------------------------
@@ -467,139 +514,117 @@ function junitCounts(file: string): Counts {
   return counts;
 }
 
-async function cmdTest(args: string[]): Promise<number> {
-  const quick = args.includes("--quick");
-  const started = performance.now();
-  const deno = Deno.execPath();
-  const results = path.join(ROOT, "build/test-results");
-  Deno.mkdirSync(results, { recursive: true });
-  const unitXml = path.join(results, "unit.xml");
-  const nbXml = path.join(results, "notebooks.xml");
-  for (const f of [unitXml, nbXml]) {
-    try {
-      Deno.removeSync(f);
-    } catch { /* not there */ }
+/** Where `deno task book` (and `deno task test`) write the book. */
+export const BOOK_DIR: string = path.join(ROOT, "build/book");
+
+/** Browser builds shipped in `build/book/assets/` for interactive charts. */
+export const CHART_ASSETS: readonly { pkg: string; file: string }[] = [
+  { pkg: "vega", file: "build/vega.min.js" },
+  { pkg: "vega-lite", file: "build/vega-lite.min.js" },
+  { pkg: "vega-embed", file: "build/vega-embed.min.js" },
+];
+
+/** The version of an npm package pinned in deno.json's imports. */
+function pinnedVersion(pkg: string): string {
+  const cfg = JSON.parse(Deno.readTextFileSync(path.join(ROOT, "deno.json")));
+  const spec = String(cfg.imports?.[pkg] ?? "");
+  const m = /^npm:(?:@[^/]+\/)?[^@]+@([^/]+)$/.exec(spec);
+  if (!m) {
+    throw new Error(`deno.json imports has no pinned "npm:${pkg}@<version>"`);
   }
-  const steps: [string, string[], Record<string, string>?][] = [
-    ["format", ["fmt", "--check"]],
-    ["lint", ["lint"]],
-    ["type check", ["check", "mod.ts", "lib", "tests"]],
-    ["doc lint", ["doc", "--lint", "mod.ts"]],
-    ["unit and doc tests", [
-      "test",
-      "-A",
-      "--doc",
-      "--ignore=tests/notebooks_test.ts",
-      `--junit-path=${unitXml}`,
-    ]],
-  ];
-  const total = quick ? steps.length : steps.length + 2;
-  let n = 0;
-  const finish = (code: number): number => {
-    const c = [unitXml, nbXml].map(junitCounts).reduce((a, b) => ({
-      passed: a.passed + b.passed,
-      failed: a.failed + b.failed,
-      skipped: a.skipped + b.skipped,
-    }));
-    const secs = ((performance.now() - started) / 1000).toFixed(1);
-    console.log(
-      `\n${code === 0 ? "all steps passed" : "FAILED"} in ${secs} s`,
-    );
-    // The closing line CI reads; only when a test step has run.
-    if ([unitXml, nbXml].some(exists)) {
-      console.log(
-        `tests: ${c.passed} passed, ${c.failed} failed` +
-          (c.skipped ? `, ${c.skipped} skipped` : ""),
-      );
-    }
-    return code;
-  };
-  for (const [name, a] of steps) {
-    header(`[${++n}/${total}] ${name}`, `deno ${a.join(" ")}`);
-    const code = await run(deno, a);
-    if (code !== 0) {
-      console.error(`\nstep "${name}" failed (exit code ${code})`);
-      return finish(code);
-    }
-  }
-  if (quick) {
-    console.log("\n(--quick: setup and notebook tests skipped)");
-    return finish(0);
-  }
-  header(`[${++n}/${total}] setup`, "Jupyter tools and the Deno kernel");
-  try {
-    await setup();
-  } catch (err) {
-    if (!(err instanceof SetupError)) throw err;
-    console.error(`\n${err.message}`);
-    return finish(1);
-  }
-  const nbArgs = [
-    "test",
-    "-A",
-    `--junit-path=${nbXml}`,
-    "tests/notebooks_test.ts",
-  ];
-  header(
-    `[${++n}/${total}] notebooks`,
-    `MEMVIRT_NOTEBOOKS=required deno ${nbArgs.join(" ")}`,
-  );
-  const code = await run(deno, nbArgs, {
-    env: { MEMVIRT_NOTEBOOKS: "required" },
-  });
-  if (code !== 0) {
-    console.error(`\nstep "notebooks" failed (exit code ${code})`);
-  }
-  return finish(code);
+  return m[1];
 }
 
-async function cmdBook(): Promise<number> {
-  await setup();
-  const out = path.join(ROOT, "build/book");
-  const executed = path.join(out, "executed");
+/** Where an npm package's files are: node_modules, else Deno's npm cache. */
+async function npmPackageDir(pkg: string, version: string): Promise<string[]> {
+  const dirs = [path.join(ROOT, "node_modules", pkg)];
+  const info = await capture(Deno.execPath(), ["info", "--json"]);
   try {
-    Deno.removeSync(out, { recursive: true });
-  } catch { /* not there */ }
-  Deno.mkdirSync(executed, { recursive: true });
-  const notebooks = listNotebooks();
-  if (notebooks.length === 0) console.log("no notebooks in notebooks/");
-  const chapters: { name: string; title: string; seconds: number }[] = [];
-  let failed = 0;
-  for (const nb of notebooks) {
-    const name = path.basename(nb, ".ipynb");
-    const started = performance.now();
-    console.log(`executing ${path.relative(ROOT, nb)} ...`);
-    const res = await runNotebook(nb, path.join(executed, `${name}.ipynb`));
-    const seconds = (performance.now() - started) / 1000;
-    if (!res.ok) {
-      failed++;
-      console.error(describeFailure(nb, res));
-      continue;
+    const cache = JSON.parse(info.stdout).npmCache;
+    if (typeof cache === "string") {
+      dirs.push(path.join(cache, "registry.npmjs.org", pkg, version));
     }
-    const cells = res.summary?.executed ?? 0;
-    console.log(`  ok: ${cells} code cells in ${seconds.toFixed(1)} s`);
-    const title = notebookTitle(JSON.parse(Deno.readTextFileSync(nb))) ??
-      name;
-    chapters.push({ name, title, seconds });
+  } catch { /* no cache location */ }
+  return dirs;
+}
+
+/**
+ * Copy the vega, vega-lite and vega-embed browser builds (and their
+ * licences) from the npm packages pinned in deno.json into
+ * `<outDir>/assets/`, fetching the packages into Deno's cache first when
+ * needed. Returns the copied paths.
+ */
+export async function copyChartAssets(outDir: string): Promise<string[]> {
+  const assets = path.join(outDir, "assets");
+  Deno.mkdirSync(assets, { recursive: true });
+  const copied: string[] = [];
+  for (const { pkg, file } of CHART_ASSETS) {
+    const version = pinnedVersion(pkg);
+    const find = async () => {
+      for (const dir of await npmPackageDir(pkg, version)) {
+        if (exists(path.join(dir, file))) return dir;
+      }
+      return null;
+    };
+    let dir = await find();
+    if (dir === null) {
+      await capture(Deno.execPath(), ["cache", `npm:${pkg}@${version}`]);
+      dir = await find();
+    }
+    if (dir === null) {
+      throw new Error(
+        `npm:${pkg}@${version} has no ${file} (tried node_modules and Deno's npm cache)`,
+      );
+    }
+    const to = path.join(assets, path.basename(file));
+    Deno.copyFileSync(path.join(dir, file), to);
+    copied.push(to);
+    for (const lic of ["LICENSE", "LICENSE.md", "LICENSE.txt"]) {
+      if (exists(path.join(dir, lic))) {
+        Deno.copyFileSync(
+          path.join(dir, lic),
+          path.join(assets, `${pkg}-LICENSE.txt`),
+        );
+        break;
+      }
+    }
   }
-  if (failed) {
-    console.error(`\n${failed} notebook(s) failed; no HTML written`);
-    return 1;
-  }
+  return copied;
+}
+
+/** A chapter of the book. */
+export interface Chapter {
+  /** File name without `.ipynb` (the page is `<name>.html`). */
+  name: string;
+  /** Title shown on the contents page. */
+  title: string;
+}
+
+/**
+ * Turn executed notebooks (`<outDir>/executed/<name>.ipynb`) into HTML pages
+ * with our nbconvert template, write the contents page and copy the chart
+ * assets. Returns an exit code.
+ */
+export async function buildBook(
+  chapters: readonly Chapter[],
+  outDir: string = BOOK_DIR,
+): Promise<number> {
+  const executed = path.join(outDir, "executed");
   if (chapters.length) {
     console.log("converting to HTML (nbconvert) ...");
     const code = await run(JUPYTER, [
       "nbconvert",
       "--to",
       "html",
-      // our template embeds SVG outputs as they are (see its header)
+      // our template embeds SVG outputs as they are and draws Vega-Lite
+      // charts with vega-embed (see its header)
       "--template",
       "memvirt",
       `--TemplateExporter.extra_template_basedirs=${
         path.join(ROOT, "lib", "tools", "book_template")
       }`,
       "--output-dir",
-      out,
+      outDir,
       ...chapters.map((c) => path.join(executed, `${c.name}.ipynb`)),
     ], { env: pyEnv() });
     if (code !== 0) {
@@ -607,6 +632,7 @@ async function cmdBook(): Promise<number> {
       return code;
     }
   }
+  await copyChartAssets(outDir);
   const items = chapters.map((c) =>
     `    <li><a href="${escapeHtml(encodeURIComponent(c.name))}.html">${
       escapeHtml(c.title)
@@ -635,11 +661,195 @@ ${items.length ? items.join("\n") : "    <li>No chapters yet.</li>"}
 </body>
 </html>
 `;
-  const indexPath = path.join(out, "index.html");
+  const indexPath = path.join(outDir, "index.html");
   Deno.writeTextFileSync(indexPath, index);
-  console.log(`\nbook: ${chapters.length} chapter(s)`);
-  console.log(indexPath);
+  console.log(`book: ${chapters.length} chapter(s): ${indexPath}`);
   return 0;
+}
+
+/** Check the book's pages in headless Chromium; returns an exit code. */
+async function browserCheck(outDir: string = BOOK_DIR): Promise<number> {
+  if (findChromium() === null) {
+    console.error(`browser check: ${missingChromiumMessage()}`);
+    return 1;
+  }
+  console.log("checking the pages in headless Chromium ...");
+  const report = await checkBook(outDir);
+  console.log(formatReport(report));
+  return report.ok ? 0 : 1;
+}
+
+function chapterOf(nb: string): Chapter {
+  const name = path.basename(nb, ".ipynb");
+  const title = notebookTitle(JSON.parse(Deno.readTextFileSync(nb))) ?? name;
+  return { name, title };
+}
+
+function cleanBookDir(outDir: string): void {
+  try {
+    Deno.removeSync(outDir, { recursive: true });
+  } catch { /* not there */ }
+  Deno.mkdirSync(path.join(outDir, "executed"), { recursive: true });
+}
+
+async function cmdTest(args: string[]): Promise<number> {
+  const quick = args.includes("--quick");
+  const started = performance.now();
+  const deno = Deno.execPath();
+  const results = path.join(ROOT, "build/test-results");
+  Deno.mkdirSync(results, { recursive: true });
+  const unitXml = path.join(results, "unit.xml");
+  const nbXml = path.join(results, "notebooks.xml");
+  for (const f of [unitXml, nbXml]) {
+    try {
+      Deno.removeSync(f);
+    } catch { /* not there */ }
+  }
+  const steps: [string, string[], Record<string, string>?][] = [
+    ["format", ["fmt", "--check"]],
+    ["lint", ["lint"]],
+    ["type check", ["check", "mod.ts", "lib", "tests"]],
+    ["doc lint", ["doc", "--lint", "mod.ts"]],
+  ];
+  const unit: [string, string[]] = ["unit and doc tests", [
+    "test",
+    "-A",
+    "--doc",
+    "--ignore=tests/notebooks_test.ts",
+    `--junit-path=${unitXml}`,
+  ]];
+  const total = quick ? steps.length + 1 : steps.length + 4;
+  let n = 0;
+  const finish = (code: number): number => {
+    const c = [unitXml, nbXml].map(junitCounts).reduce((a, b) => ({
+      passed: a.passed + b.passed,
+      failed: a.failed + b.failed,
+      skipped: a.skipped + b.skipped,
+    }));
+    const secs = ((performance.now() - started) / 1000).toFixed(1);
+    console.log(
+      `\n${code === 0 ? "all steps passed" : "FAILED"} in ${secs} s`,
+    );
+    // The closing line CI reads; only when a test step has run.
+    if ([unitXml, nbXml].some(exists)) {
+      console.log(
+        `tests: ${c.passed} passed, ${c.failed} failed` +
+          (c.skipped ? `, ${c.skipped} skipped` : ""),
+      );
+    }
+    return code;
+  };
+  for (const [name, a] of steps) {
+    header(`[${++n}/${total}] ${name}`, `deno ${a.join(" ")}`);
+    const code = await run(deno, a);
+    if (code !== 0) {
+      console.error(`\nstep "${name}" failed (exit code ${code})`);
+      return finish(code);
+    }
+  }
+  if (!quick) {
+    // before the unit tests: the book and browser tests need Jupyter and
+    // Chromium
+    header(`[${++n}/${total}] setup`, "Jupyter tools, Deno kernel, Chromium");
+    try {
+      await setup();
+    } catch (err) {
+      if (!(err instanceof SetupError)) throw err;
+      console.error(`\n${err.message}`);
+      return finish(1);
+    }
+  }
+  {
+    const [name, a] = unit;
+    header(`[${++n}/${total}] ${name}`, `deno ${a.join(" ")}`);
+    const code = await run(deno, a, {
+      env: quick ? {} : { MEMVIRT_NOTEBOOKS: "required" },
+    });
+    if (code !== 0) {
+      console.error(`\nstep "${name}" failed (exit code ${code})`);
+      return finish(code);
+    }
+  }
+  if (quick) {
+    console.log("\n(--quick: setup, notebook tests and book skipped)");
+    return finish(0);
+  }
+  // The notebook tests keep what they executed for the book (no second run).
+  cleanBookDir(BOOK_DIR);
+  const executed = path.join(BOOK_DIR, "executed");
+  const nbArgs = [
+    "test",
+    "-A",
+    `--junit-path=${nbXml}`,
+    "tests/notebooks_test.ts",
+  ];
+  header(
+    `[${++n}/${total}] notebooks`,
+    `MEMVIRT_NOTEBOOKS=required deno ${nbArgs.join(" ")}`,
+  );
+  let code = await run(deno, nbArgs, {
+    env: { MEMVIRT_NOTEBOOKS: "required", MEMVIRT_KEEP_EXECUTED: executed },
+  });
+  if (code !== 0) {
+    console.error(`\nstep "notebooks" failed (exit code ${code})`);
+    return finish(code);
+  }
+  header(
+    `[${++n}/${total}] book`,
+    "HTML from the executed notebooks, checked in headless Chromium",
+  );
+  const chapters = listNotebooks().map(chapterOf);
+  const absent = chapters.filter((c) =>
+    !exists(path.join(executed, `${c.name}.ipynb`))
+  );
+  if (absent.length) {
+    console.error(
+      `executed notebooks missing in ${executed}: ${
+        absent.map((c) => c.name).join(", ")
+      }`,
+    );
+    return finish(1);
+  }
+  code = await buildBook(chapters);
+  if (code === 0) code = await browserCheck();
+  if (code !== 0) console.error(`\nstep "book" failed (exit code ${code})`);
+  else console.log(`screenshots: ${path.join(BOOK_DIR, "screenshots")}`);
+  return finish(code);
+}
+
+async function cmdBook(args: string[]): Promise<number> {
+  await setup();
+  const out = BOOK_DIR;
+  const executed = path.join(out, "executed");
+  cleanBookDir(out);
+  const notebooks = listNotebooks();
+  if (notebooks.length === 0) console.log("no notebooks in notebooks/");
+  const chapters: Chapter[] = [];
+  let failed = 0;
+  for (const nb of notebooks) {
+    const name = path.basename(nb, ".ipynb");
+    const started = performance.now();
+    console.log(`executing ${path.relative(ROOT, nb)} ...`);
+    const res = await runNotebook(nb, path.join(executed, `${name}.ipynb`));
+    const seconds = (performance.now() - started) / 1000;
+    if (!res.ok) {
+      failed++;
+      console.error(describeFailure(nb, res));
+      continue;
+    }
+    const cells = res.summary?.executed ?? 0;
+    console.log(`  ok: ${cells} code cells in ${seconds.toFixed(1)} s`);
+    chapters.push(chapterOf(nb));
+  }
+  if (failed) {
+    console.error(`\n${failed} notebook(s) failed; no HTML written`);
+    return 1;
+  }
+  const code = await buildBook(chapters, out);
+  if (code !== 0 || args.includes("--no-check")) return code;
+  const checked = await browserCheck(out);
+  console.log(`screenshots: ${path.join(out, "screenshots")}`);
+  return checked;
 }
 
 /** Recursively sort object keys, as nbformat writes notebooks. */
@@ -686,9 +896,10 @@ function cmdStrip(): number {
 }
 
 const USAGE = `usage: deno run -A lib/tools/run.ts <command>
-  setup          install Jupyter tools (Debian) if needed, register the Deno kernel
-  test [--quick] fmt, lint, check, doc lint, unit + doc tests, notebooks
-  book           execute notebooks/*.ipynb, write build/book/index.html
+  setup          install Jupyter tools and Chromium (Debian) if needed, register the Deno kernel
+  test [--quick] fmt, lint, check, doc lint, unit + doc tests, notebooks, book + browser check
+  book [--no-check]
+                 execute notebooks/*.ipynb, write build/book/index.html, check it in Chromium
   strip          remove outputs from notebooks/*.ipynb`;
 
 async function main(args: string[]): Promise<number> {
@@ -707,7 +918,7 @@ async function main(args: string[]): Promise<number> {
       return await cmdTest(rest);
     case "book":
       try {
-        return await cmdBook();
+        return await cmdBook(rest);
       } catch (err) {
         if (!(err instanceof SetupError)) throw err;
         console.error(err.message);
