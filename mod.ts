@@ -282,3 +282,37 @@ export {
   VEGA_LITE_SCHEMA,
   type VegaLiteSpec,
 } from "./lib/view/chart.ts";
+export * from "./lib/protect/mod.ts";
+export {
+  type BounceStepView,
+  bounceToHtml,
+  bounceToText,
+  descriptorCheckToHtml,
+  descriptorCheckToText,
+  type DescriptorCheckView,
+  descriptorTableToHtml,
+  descriptorTableToText,
+  protectionRecordToHtml,
+  protectionRecordToText,
+  type ProtectionRecordView,
+  type StripRegion,
+  xen32LayoutSvg,
+  type XenStripInput,
+} from "./lib/view/protect_html.ts";
+export * from "./lib/cost/mod.ts";
+export {
+  TlbFront,
+  type TlbFrontCounters,
+  type TlbFrontOptions,
+} from "./lib/virt/tlb_front.ts";
+export * from "./lib/workload/generators.ts";
+export * from "./lib/workload/experiment.ts";
+export {
+  costModelToHtml,
+  costModelToText,
+  estimateToHtml,
+  estimateToText,
+  experimentToHtml,
+  experimentToText,
+  type ExperimentView,
+} from "./lib/view/cost_html.ts";

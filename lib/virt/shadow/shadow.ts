@@ -243,6 +243,7 @@ export class ShadowScheme extends BaseScheme {
     emulatedWrites: 0,
     guestWalks: 0,
     shadowWalks: 0,
+    shadowTableReads: 0,
     shadowPagesAllocated: 0,
     shadowPagesFreed: 0,
     shadowBytesPeak: 0,
@@ -514,6 +515,7 @@ export class ShadowScheme extends BaseScheme {
         7,
         false,
       );
+      this.#c.shadowTableReads += ss.steps;
       if (r === WALK_OK) {
         const leaf = this.#byMfn.get(ss.base[ss.steps - 1] / FRAME_SIZE);
         const gfn = leaf === undefined
