@@ -120,6 +120,74 @@ export interface EntryChange {
   readonly new: bigint;
 }
 
+/**
+ * The {@linkcode EntryChange} that {@linkcode PageTable.writeEntry} returns
+ * and hands to listeners. The 64-bit `old`/`new` values are built from the
+ * stored halves only when read, so that the map path (trace replay maps on
+ * first touch) creates no BigInt.
+ */
+class Change implements EntryChange {
+  readonly kind: EntryChangeKind;
+  readonly needsFlush: boolean;
+  readonly level: number;
+  readonly entryAddress: number;
+  readonly va: LinearAddress;
+  readonly span: number;
+  readonly #olo: number;
+  readonly #ohi: number;
+  readonly #nlo: number;
+  readonly #nhi: number;
+
+  constructor(
+    kind: EntryChangeKind,
+    needsFlush: boolean,
+    level: number,
+    entryAddress: number,
+    va: LinearAddress,
+    span: number,
+    olo: number,
+    ohi: number,
+    nlo: number,
+    nhi: number,
+  ) {
+    this.kind = kind;
+    this.needsFlush = needsFlush;
+    this.level = level;
+    this.entryAddress = entryAddress;
+    this.va = va;
+    this.span = span;
+    this.#olo = olo;
+    this.#ohi = ohi;
+    this.#nlo = nlo;
+    this.#nhi = nhi;
+  }
+
+  get old(): bigint {
+    return (BigInt(this.#ohi) << 32n) | BigInt(this.#olo);
+  }
+
+  get new(): bigint {
+    return (BigInt(this.#nhi) << 32n) | BigInt(this.#nlo);
+  }
+
+  /** REPL display: every field, as the plain record it stands for. */
+  [Symbol.for("Deno.customInspect")](
+    inspect: (v: unknown, o: unknown) => string,
+    options: unknown,
+  ): string {
+    return inspect({
+      kind: this.kind,
+      needsFlush: this.needsFlush,
+      level: this.level,
+      entryAddress: this.entryAddress,
+      va: this.va,
+      span: this.span,
+      old: this.old,
+      new: this.new,
+    }, options);
+  }
+}
+
 /** A present leaf, as listed by {@linkcode PageTable.mappings}. */
 export interface Mapping {
   /** First linear address. */
@@ -198,6 +266,24 @@ export class PageTable<
   #listeners: EntryListener[] = [];
   #regions: { va: LinearAddress; length: number; label: string }[] = [];
   #changes = 0;
+  // Derived from the (immutable) mode once, for the map/unmap path: bytes
+  // per entry, number of levels, and per level (index `level`) the shift,
+  // index mask and span of one entry.
+  readonly #eb: number;
+  readonly #nLevels: number;
+  readonly #shift: number[] = [];
+  readonly #bits: number[] = [];
+  readonly #span: number[] = [];
+  readonly #presentBit: number;
+  readonly #psBit: number;
+  // "x86-64"/"pae": table address from the mode's address masks;
+  // "x86-32": bits 31:12; otherwise decodeModeEntry.
+  readonly #addrKind: 0 | 1 | 2;
+  // The last page size map() validated and its level.
+  #lastSize = -1;
+  #lastLevel = 0;
+  // The high half of the entry #rd read last.
+  #hi = 0;
 
   /** Create an empty table (allocating the root unless `root` is given). */
   constructor(memory: M, options: PageTableOptions<A> = {}) {
@@ -213,6 +299,20 @@ export class PageTable<
         "the allocator belongs to a different memory than the page table",
       );
     }
+    this.#eb = f.entryBytes;
+    this.#nLevels = f.levels.length;
+    for (const l of f.levels) {
+      this.#shift[l.level] = l.shift;
+      this.#bits[l.level] = l.bits;
+      this.#span[l.level] = 2 ** l.shift;
+    }
+    this.#presentBit = f.bits.present;
+    this.#psBit = f.bits.pageSize;
+    this.#addrKind = f.kind === "x86-64" || f.kind === "pae"
+      ? 1
+      : f.kind === "x86-32"
+      ? 2
+      : 0;
     if (options.root !== undefined) {
       checkRoot(this.mode, options.root);
       this.root = options.root;
@@ -280,8 +380,10 @@ export class PageTable<
     hi: number,
     va: LinearAddress,
   ): EntryChange {
-    const [olo, ohi] = this.#read(entryAddress);
-    const eb = this.mode.format.entryBytes;
+    // A bad level throws before anything is written.
+    const span = this.#span[level] ?? pageSizeAt(this.mode.format, level);
+    const olo = this.#rd(entryAddress) >>> 0, ohi = this.#hi >>> 0;
+    const eb = this.#eb;
     const m = this.memory;
     if (eb === 8) {
       m.write32(entryAddress, lo);
@@ -289,26 +391,87 @@ export class PageTable<
     } else if (eb === 4) m.write32(entryAddress, lo);
     else if (eb === 2) m.write16(entryAddress, lo);
     else m.write8(entryAddress, lo);
-    const kind = classify(this.mode, level, olo, ohi, lo >>> 0, hi >>> 0);
-    const change: EntryChange = {
+    const nlo = lo >>> 0, nhi = hi >>> 0;
+    const op = this.#present(olo, ohi);
+    let kind: EntryChangeKind;
+    if (olo === nlo && ohi === nhi) kind = "none";
+    else if (!op) kind = this.#present(nlo, nhi) ? "install" : "flags";
+    else if (!this.#present(nlo, nhi)) kind = "remove";
+    else kind = classifyPresent(this.mode, level, olo, ohi, nlo, nhi);
+    const change = new Change(
       kind,
-      needsFlush: kind === "remove" || kind === "remap" ||
-        kind === "restrict" ||
+      kind === "remove" || kind === "remap" || kind === "restrict" ||
         // Not-present entries are never cached (SDM §4.10.2.3, §4.10.3.1),
         // so rewriting one that stays not present needs no flush.
-        (kind === "flags" &&
-          decodeModeEntry(this.mode, level, olo, ohi).present &&
+        (kind === "flags" && op &&
           flagsNeedFlush(this.mode, olo, ohi, lo, hi)),
       level,
       entryAddress,
       va,
-      span: pageSizeAt(this.mode.format, level),
-      old: (BigInt(ohi >>> 0) << 32n) | BigInt(olo >>> 0),
-      new: (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0),
-    };
+      span,
+      olo,
+      ohi,
+      nlo,
+      nhi,
+    );
     this.#changes++;
-    for (const l of this.#listeners) l(change);
+    const ls = this.#listeners;
+    for (let i = 0; i < ls.length; i++) ls[i](change);
     return change;
+  }
+
+  /** Read the entry at `ea`: returns its low half, leaves the high half in #hi. */
+  #rd(ea: number): number {
+    const eb = this.#eb, m = this.memory;
+    if (eb === 8) {
+      const lo = m.read32(ea);
+      this.#hi = m.read32(ea + 4);
+      return lo;
+    }
+    this.#hi = 0;
+    return eb === 4 ? m.read32(ea) : eb === 2 ? m.read16(ea) : m.read8(ea);
+  }
+
+  /** The P bit (what decodeModeEntry reports as `present`). */
+  #present(lo: number, hi: number): boolean {
+    const b = this.#presentBit;
+    return b >= 0 &&
+      (b < 32 ? (lo >>> b) & 1 : (hi >>> (b - 32)) & 1) === 1;
+  }
+
+  /** PS set where the mode honours it (decodeModeEntry's `ps`). */
+  #ps(level: number, lo: number, hi: number): boolean {
+    const b = this.#psBit;
+    return b >= 0 && this.mode.tables.psLeaf[level] === 1 &&
+      (b < 32 ? (lo >>> b) & 1 : (hi >>> (b - 32)) & 1) === 1;
+  }
+
+  /** Reserved bits set (decodeModeEntry's `reserved`). */
+  #reserved(level: number, lo: number, hi: number): boolean {
+    const t = this.mode.tables;
+    const k = 2 * level + (this.#ps(level, lo, hi) ? 1 : 0);
+    return ((lo & t.rsvdLo[k]) | (hi & t.rsvdHi[k])) !== 0;
+  }
+
+  /** The address of the table a present non-leaf entry points to. */
+  #tableAddress(level: number, lo: number, hi: number): number {
+    const k = this.#addrKind;
+    if (k === 1) {
+      const t = this.mode.tables;
+      return (hi & t.addrHi) * 2 ** 32 + ((lo & t.addrLo) >>> 0);
+    }
+    if (k === 2) return (lo & 0xfffff000) >>> 0;
+    return decodeModeEntry(this.mode, level, lo, hi).address;
+  }
+
+  /** Index of `va` in a table at `level`. */
+  #index(va: LinearAddress, level: number): number {
+    const shift = this.#shift[level], bits = this.#bits[level];
+    if (bits > 30) return indexOf(va, shift, bits);
+    const mask = (1 << bits) - 1;
+    if (shift >= 32) return (va.hi >>> (shift - 32)) & mask;
+    if (shift + bits <= 32) return (va.lo >>> shift) & mask;
+    return ((va.lo >>> shift) | (va.hi << (32 - shift))) & mask;
   }
 
   #parseVa(va: AddressLike | LinearAddress): LinearAddress {
@@ -351,23 +514,21 @@ export class PageTable<
   #slot(va: LinearAddress, level: number, create: boolean): number | undefined {
     const f = this.mode.format;
     let base = this.root;
-    for (let l = f.levels.length;; l--) {
-      const spec = levelSpec(f, l);
-      const idx = indexOf(va, spec.shift, spec.bits);
-      const ea = base + idx * f.entryBytes;
+    for (let l = this.#nLevels;; l--) {
+      const ea = base + this.#index(va, l) * this.#eb;
       if (l === level) return ea;
-      const [lo, hi] = this.#read(ea);
-      const e = decodeModeEntry(this.mode, l, lo, hi);
-      if (!e.present) {
+      const lo = this.#rd(ea), hi = this.#hi;
+      if (!this.#present(lo, hi)) {
         if (!create) return undefined;
         const t = this.#allocTable();
         const [nlo, nhi] = encodeTable(this.mode, l, t);
-        this.writeEntry(l, ea, nlo, nhi, alignDown(va, spec.shift));
+        this.writeEntry(l, ea, nlo, nhi, alignDown(va, this.#shift[l]));
         base = t;
         continue;
       }
-      if (e.reserved) {
+      if (this.#reserved(l, lo, hi)) {
         if (!create) return undefined;
+        const spec = levelSpec(f, l);
         throw new RangeError(
           `cannot map ${va.toHex()}: ${spec.entry} at ${
             hexPhys(ea)
@@ -376,6 +537,8 @@ export class PageTable<
       }
       if (this.#isLeaf(l, lo, hi)) {
         if (!create) return undefined;
+        const spec = levelSpec(f, l);
+        const e = decodeModeEntry(this.mode, l, lo, hi);
         throw new RangeError(
           `cannot map ${va.toHex()}: it lies inside a ${
             sizeName(2 ** spec.shift)
@@ -384,7 +547,7 @@ export class PageTable<
           } → ${hexPhys(e.address)})`,
         );
       }
-      base = e.address;
+      base = this.#tableAddress(l, lo, hi);
     }
   }
 
@@ -404,7 +567,12 @@ export class PageTable<
   ): EntryChange {
     const f = this.mode.format;
     const size = options.size ?? 2 ** f.pageShift;
-    const level = this.#levelForSize(size);
+    let level = this.#lastLevel;
+    if (size !== this.#lastSize) {
+      level = this.#levelForSize(size);
+      this.#lastSize = size;
+      this.#lastLevel = level;
+    }
     const a = this.#parseVa(va);
     if (!Number.isInteger(pa) || pa < 0) {
       throw new RangeError(
@@ -436,9 +604,9 @@ export class PageTable<
     // any table is created or a subtree freed below.
     const [lo, hi] = encodeLeaf(this.mode, level, pa, options);
     const ea = this.#slot(a, level, true)!;
-    const [olo, ohi] = this.#read(ea);
-    const old = decodeModeEntry(this.mode, level, olo, ohi);
-    if (old.present) {
+    const olo = this.#rd(ea), ohi = this.#hi;
+    if (this.#present(olo, ohi)) {
+      const old = decodeModeEntry(this.mode, level, olo, ohi);
       if (this.#isLeaf(level, olo, ohi)) {
         throw new RangeError(
           `cannot map ${a.toHex()}: already mapped to ${
@@ -493,16 +661,13 @@ export class PageTable<
   #findLeaf(
     a: LinearAddress,
   ): { level: number; ea: number; lo: number; hi: number } | undefined {
-    const f = this.mode.format;
     let base = this.root;
-    for (let l = f.levels.length; l >= 1; l--) {
-      const spec = levelSpec(f, l);
-      const ea = base + indexOf(a, spec.shift, spec.bits) * f.entryBytes;
-      const [lo, hi] = this.#read(ea);
-      const e = decodeModeEntry(this.mode, l, lo, hi);
-      if (!e.present || e.reserved) return undefined;
+    for (let l = this.#nLevels; l >= 1; l--) {
+      const ea = base + this.#index(a, l) * this.#eb;
+      const lo = this.#rd(ea), hi = this.#hi;
+      if (!this.#present(lo, hi) || this.#reserved(l, lo, hi)) return undefined;
       if (this.#isLeaf(l, lo, hi)) return { level: l, ea, lo, hi };
-      base = e.address;
+      base = this.#tableAddress(l, lo, hi);
     }
     return undefined;
   }
@@ -519,8 +684,9 @@ export class PageTable<
         `cannot unmap ${a.toHex()}: nothing is mapped there`,
       );
     }
-    const shift = levelSpec(this.format, leaf.level).shift;
-    if (alignDown(a, shift).toBigInt() !== a.toBigInt()) {
+    const shift = this.#shift[leaf.level];
+    const start = alignDown(a, shift);
+    if (start.hi !== a.hi || start.lo !== a.lo) {
       throw new RangeError(
         `cannot unmap ${a.toHex()}: it is inside a ${
           sizeName(2 ** shift)
@@ -1023,7 +1189,8 @@ function entryRights(
   return r;
 }
 
-function classify(
+/** Classify a change between two different present entries. */
+function classifyPresent(
   mode: PagingMode,
   level: number,
   olo: number,
@@ -1031,14 +1198,8 @@ function classify(
   nlo: number,
   nhi: number,
 ): EntryChangeKind {
-  olo >>>= 0;
-  ohi >>>= 0;
-  if (olo === nlo && ohi === nhi) return "none";
   const op = decodeModeEntry(mode, level, olo, ohi);
   const np = decodeModeEntry(mode, level, nlo, nhi);
-  if (!op.present && !np.present) return "flags";
-  if (!op.present) return "install";
-  if (!np.present) return "remove";
   if (op.address !== np.address || op.pageSize !== np.pageSize) return "remap";
   const or = entryRights(mode, level, olo, ohi);
   const nr = entryRights(mode, level, nlo, nhi);
