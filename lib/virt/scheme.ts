@@ -62,6 +62,7 @@ import {
   WALK_PF,
   WalkScratch,
 } from "../paging/walker.ts";
+import type { Memory } from "../memory/memory.ts";
 import type { Domain } from "./domain.ts";
 import { FRAME_SIZE } from "./frames.ts";
 import {
@@ -717,6 +718,49 @@ export interface SchemeOptions {
 }
 
 /**
+ * The final data access of a guest access at machine address `hpa`: store
+ * `value` (1, 2 or 4 bytes) or load, and put what the guest saw in
+ * `state.value`. Shared by every scheme and by the TLB in front of them
+ * (not re-exported from `mod.ts`: an internal building block).
+ *
+ * @example
+ * ```ts
+ * import { GuestAccessState, machineDataAccess } from "./scheme.ts";
+ * import { PhysicalMemory } from "../memory/memory.ts";
+ * import assert from "node:assert/strict";
+ * const m = new PhysicalMemory({ size: 2 ** 20 });
+ * const s = new GuestAccessState();
+ * machineDataAccess(m, s, 0x1000, true, 2, 0x12345);
+ * assert.equal(s.value, 0x2345);
+ * machineDataAccess(m, s, 0x1000, false, 4, 0);
+ * assert.equal(s.value, 0x2345);
+ * ```
+ */
+export function machineDataAccess(
+  m: Memory,
+  state: GuestAccessState,
+  hpa: number,
+  write: boolean,
+  size: number,
+  value: number,
+): void {
+  if (write) {
+    if (size === 4) m.write32(hpa, value);
+    else if (size === 2) m.write16(hpa, value);
+    else m.write8(hpa, value);
+    state.value = size === 4
+      ? value >>> 0
+      : value & (size === 2 ? 0xffff : 0xff);
+  } else {
+    state.value = size === 4
+      ? m.read32(hpa)
+      : size === 2
+      ? m.read16(hpa)
+      : m.read8(hpa);
+  }
+}
+
+/**
  * The common part of every scheme: counters, the event log, the rich
  * `access`, and the final data access. Subclasses implement
  * {@linkcode BaseScheme.performAccess} and override the `on…` hooks.
@@ -1069,22 +1113,15 @@ export abstract class BaseScheme implements MmuScheme {
     size: number,
     value: number,
   ): number {
-    const m = this.#ctx!.host.memory;
     state.hpa = hpa;
-    if ((flags & ACCESS_WRITE) !== 0) {
-      if (size === 4) m.write32(hpa, value);
-      else if (size === 2) m.write16(hpa, value);
-      else m.write8(hpa, value);
-      state.value = size === 4
-        ? value >>> 0
-        : value & (size === 2 ? 0xffff : 0xff);
-    } else {
-      state.value = size === 4
-        ? m.read32(hpa)
-        : size === 2
-        ? m.read16(hpa)
-        : m.read8(hpa);
-    }
+    machineDataAccess(
+      this.#ctx!.host.memory,
+      state,
+      hpa,
+      (flags & ACCESS_WRITE) !== 0,
+      size,
+      value,
+    );
     return GUEST_OK;
   }
 

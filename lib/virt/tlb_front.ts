@@ -74,6 +74,7 @@ import {
   type GuestAccessOptions,
   type GuestAccessResult,
   GuestAccessState,
+  machineDataAccess,
   type MmuScheme,
   outcomeOf,
   parseGuestAccess,
@@ -339,21 +340,7 @@ export class TlbFront implements MmuScheme {
     state.cr2Lo = vaLo;
     state.gpa = gpa;
     state.hpa = hpa;
-    const m = ctx.host.memory;
-    if (write) {
-      if (size === 4) m.write32(hpa, value);
-      else if (size === 2) m.write16(hpa, value);
-      else m.write8(hpa, value);
-      state.value = size === 4
-        ? value >>> 0
-        : value & (size === 2 ? 0xffff : 0xff);
-    } else {
-      state.value = size === 4
-        ? m.read32(hpa)
-        : size === 2
-        ? m.read16(hpa)
-        : m.read8(hpa);
-    }
+    machineDataAccess(ctx.host.memory, state, hpa, write, size, value);
     state.outcome = GUEST_OK;
     return GUEST_OK;
   }
