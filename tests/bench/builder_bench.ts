@@ -23,7 +23,7 @@ import { type EntryChange, PageTable } from "../../lib/paging/builder.ts";
 import { LinearAddress } from "../../lib/address/address.ts";
 import { Random } from "../../lib/util/random.ts";
 import { type ReplayOptions, replayTrace } from "../../lib/workload/replay.ts";
-import { lackeyLine } from "../../lib/workload/trace.ts";
+import { synthetic } from "./_synthetic.ts";
 
 /** Operations per bench iteration. */
 const N = 4096;
@@ -127,37 +127,6 @@ if (Deno.env.get("MEMVIRT_BENCH_SELFCHECK") === "1") {
       );
     }
   }
-}
-
-/**
- * The synthetic trace of trace_bench.ts (same generator and seed, copied:
- * importing that file would register its benches too).
- */
-function synthetic(lines: number, seed = 1): Uint8Array {
-  const rnd = new Random(seed);
-  const CODE = 0x0040_0000, STACK_HI = 0x7f, STACK_LO = 0xfff0_0000;
-  const HEAP = 0x1000_0000;
-  let pc = CODE;
-  const out: string[] = [];
-  for (let i = 0; i < lines; i++) {
-    if (rnd.int(10) < 7) {
-      const size = 1 + rnd.int(7);
-      out.push(lackeyLine(0, 0, pc, size));
-      pc += size;
-      if (rnd.int(8) === 0 || pc >= CODE + (256 << 10)) {
-        pc = CODE + rnd.int(256 << 10);
-      }
-    } else {
-      const k = rnd.int(10);
-      const kind = k < 6 ? 1 : k < 9 ? 2 : 3;
-      if (rnd.int(10) < 6) {
-        out.push(lackeyLine(kind, STACK_HI, STACK_LO + rnd.int(2048) * 8, 8));
-      } else {
-        out.push(lackeyLine(kind, 0, HEAP + rnd.int(32 << 20) * 8, 8));
-      }
-    }
-  }
-  return new TextEncoder().encode(out.join(""));
 }
 
 const SYN = 200_000;
