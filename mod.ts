@@ -316,3 +316,13 @@ export {
   experimentToText,
   type ExperimentView,
 } from "./lib/view/cost_html.ts";
+export {
+  type EptTableHtmlOptions,
+  type EptTableSource,
+  eptTableToHtml,
+} from "./lib/view/table_html.ts";
+export {
+  type HapTraceLike,
+  hapTraceToHtml,
+  hapTraceToText,
+} from "./lib/view/hap_html.ts";

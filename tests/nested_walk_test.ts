@@ -454,3 +454,91 @@ Deno.test("EPT descriptors are validated loudly", () => {
     /page shift 30/,
   );
 });
+
+Deno.test("nptFastWalk agrees with walkInto whenever it answers (random NPT entries, seeded)", async () => {
+  const fc = (await import("fast-check")).default;
+  const { nptFastWalk } = await import("../lib/virt/nested/walk.ts");
+  const { walkInto, WalkScratch, WALK_OK } = await import(
+    "../lib/paging/walker.ts"
+  );
+  // 4 tables at 0x1000.. 0x4000 chained through index 1; the leaf maps 0x9000
+  const lowBits = fc.integer({ min: 0, max: 0xfff });
+  const highBits = fc.constantFrom(0, 0x8000_0000, 0x0010_0000, 0x7ff0_0000);
+  let answered = 0;
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(lowBits, highBits, fc.integer({ min: 0, max: 3 })), {
+        minLength: 4,
+        maxLength: 4,
+      }),
+      fc.constantFrom(
+        ACCESS_USER,
+        ACCESS_USER | ACCESS_WRITE,
+        ACCESS_USER | ACCESS_FETCH,
+      ),
+      fc.constantFrom(4, 5),
+      (entries, access, levels) => {
+        const mode = nptMode({ levels: levels as 4 | 5 });
+        const mem = new PhysicalMemory({ size: 1 << 20 });
+        const gpa = levels === 4
+          ? 2 ** 39 + 2 ** 30 + 2 ** 21 + 0x1abc
+          : 2 ** 30 + 2 ** 21 + 0x1abc; // (index 0 at level 5 and 4)
+        for (let l: number = levels; l >= 1; l--) {
+          const table = 0x1000 * (levels - l + 1);
+          const idx = Math.floor(gpa / 2 ** (12 + 9 * (l - 1))) % 512;
+          const [low, hi, usual] = entries[Math.min(levels - l, 3)];
+          // mostly P, W, U, A, D set (the fast path's case), else random
+          const flags = usual > 0 ? low | 0x67 : low;
+          const next = l === 1 ? 0x9000 : table + 0x1000;
+          mem.write32(table + idx * 8, next | flags);
+          mem.write32(table + idx * 8 + 4, hi);
+        }
+        const a = new WalkScratch(), b = new WalkScratch();
+        const fast = nptFastWalk(
+          a,
+          mode,
+          mem,
+          0x1000,
+          Math.floor(gpa / 2 ** 32),
+          gpa >>> 0,
+          access,
+        );
+        const before = mem.readBytes(0, 0x6000);
+        const r = walkInto(
+          b,
+          mode,
+          mem,
+          0x1000,
+          Math.floor(gpa / 2 ** 32),
+          gpa >>> 0,
+          access,
+        );
+        if (!fast) return;
+        answered++;
+        assert.equal(r, WALK_OK);
+        assert.deepEqual(mem.readBytes(0, 0x6000), before); // walkInto wrote nothing
+        for (
+          const k of [
+            "steps",
+            "pa",
+            "pageShift",
+            "leafLevel",
+            "finalRights",
+            "dirty",
+            "global",
+            "aSet",
+            "dSet",
+          ] as const
+        ) assert.equal(a[k], b[k], k);
+        for (let i = 0; i < b.steps; i++) {
+          assert.equal(a.entryAddr[i], b.entryAddr[i]);
+          assert.equal(a.rights[i], b.rights[i]);
+          assert.equal(a.base[i], b.base[i]);
+          assert.equal(a.level[i], b.level[i]);
+        }
+      },
+    ),
+    { seed: 6, numRuns: 3000 },
+  );
+  assert.ok(answered > 20, `fast path answered only ${answered} times`);
+});

@@ -21,6 +21,7 @@ import type { LevelSpec } from "./format.ts";
 import { X86_64_4LEVEL, X86_64_5LEVEL } from "./format.ts";
 import { type PagingMode, pagingMode } from "./mode.ts";
 import type { EntryMemory } from "./walker.ts";
+import { PhysicalMemory } from "../memory/memory.ts";
 
 /** Named EPT entry bits (SDM Tables 28-1 to 28-6). */
 export interface EptBits {
@@ -472,7 +473,6 @@ export function eptWalkInto(
   // startLevel/startBase/startRights: resume below a cached prefix (a
   // paging-structure-cache hit, SDM §28.4.2): the walk begins at that level
   // with that table and the R/W/X AND so far.
-  const f = mode.format;
   const gHi = Math.floor(gpa / 4294967296);
   const gLo = gpa >>> 0;
   s.steps = 0;
@@ -482,51 +482,70 @@ export function eptWalkInto(
   s.memType = 0;
   s.finalRights = 0;
   s.leafLevel = 0;
-  let level = startLevel === 0 ? f.levels.length : startLevel;
+  let level = startLevel === 0 ? mode.format.levels.length : startLevel;
   let base = startLevel === 0 ? root : startBase;
   let rights = startLevel === 0 ? 7 : startRights;
   let missingA = 0;
   let lo = 0, hi = 0;
   let shift = 12;
-  for (;;) {
-    shift = 12 + 9 * (level - 1);
+  // mode fields and scratch arrays in locals: the memory reads are calls
+  // the compiler cannot see through, after which it would reload them
+  const rsvdLo = mode.rsvdLo, rsvdHi = mode.rsvdHi;
+  const addrLo = mode.addrLo, addrHi = mode.addrHi;
+  const sLevel = s.level, sEntry = s.entryAddr, sLo = s.lo, sHi = s.hi;
+  const sRights = s.rights;
+  const pm = mem instanceof PhysicalMemory ? mem : undefined;
+  let i = 0;
+  for (;; i++) {
+    shift = 3 + 9 * level; // 12 + 9·(level − 1)
     const idx = shift >= 32
       ? (gHi >>> (shift - 32)) & 511
       : shift > 23
       ? ((gLo >>> shift) | (gHi << (32 - shift))) & 511
       : (gLo >>> shift) & 511;
     const ea = base + idx * 8;
-    lo = mem.read32(ea);
-    hi = mem.read32(ea + 4);
-    const i = s.steps++;
-    s.level[i] = level;
-    s.entryAddr[i] = ea;
-    s.lo[i] = lo;
-    s.hi[i] = hi;
+    if (pm !== undefined) {
+      lo = pm.readEntryLo(ea);
+      hi = pm.entryHi;
+    } else {
+      lo = mem.read32(ea);
+      hi = mem.read32(ea + 4);
+    }
+    sLevel[i] = level;
+    sEntry[i] = ea;
+    sLo[i] = lo;
+    sHi[i] = hi;
     const rwx = lo & 7;
     if (rwx === 0) {
-      s.rights[i] = 0;
+      sRights[i] = 0;
+      s.steps = i + 1;
       return stop(s, level, EPT_VIOLATION, EptReason.NotPresent, 0);
     }
     rights &= rwx;
-    s.rights[i] = rights;
+    sRights[i] = rights;
     // SDM §28.3.3.1: W without R; X alone without execute-only support
-    if ((rwx & 3) === 2) {
-      return stop(s, level, EPT_MISCONFIG, EptReason.WriteWithoutRead, rights);
-    }
-    if (rwx === 4 && !mode.executeOnly) {
-      return stop(s, level, EPT_MISCONFIG, EptReason.ExecuteOnly, rights);
+    if ((rwx & 3) === 2 || (rwx === 4 && !mode.executeOnly)) {
+      s.steps = i + 1;
+      return stop(
+        s,
+        level,
+        EPT_MISCONFIG,
+        rwx === 4 ? EptReason.ExecuteOnly : EptReason.WriteWithoutRead,
+        rights,
+      );
     }
     const ps = level > 1 && (lo & 0x80) !== 0 &&
         (level === 2 || (level === 3 && mode.gbPages))
       ? 1
       : 0;
     const k = 2 * level + ps;
-    if ((lo & mode.rsvdLo[k]) !== 0 || (hi & mode.rsvdHi[k]) !== 0) {
+    if ((lo & rsvdLo[k]) !== 0 || (hi & rsvdHi[k]) !== 0) {
+      s.steps = i + 1;
       return stop(s, level, EPT_MISCONFIG, EptReason.ReservedBit, rights);
     }
     if ((lo & 0x100) === 0) missingA |= 1 << i;
     if (level === 1 || ps === 1) {
+      s.steps = i + 1;
       const mt = (lo >>> 3) & 7;
       if (mt === 2 || mt === 3 || mt === 7) {
         return stop(s, level, EPT_MISCONFIG, EptReason.MemoryType, rights);
@@ -534,7 +553,7 @@ export function eptWalkInto(
       s.memType = mt;
       break;
     }
-    base = (hi & mode.addrHi) * 4294967296 + ((lo & mode.addrLo) >>> 0);
+    base = (hi & addrHi) * 4294967296 + ((lo & addrLo) >>> 0);
     level--;
   }
   s.leafLevel = level;
@@ -545,12 +564,17 @@ export function eptWalkInto(
     return EPT_VIOLATION;
   }
   // leaf address: frame bits above the page boundary, offset below
-  const frameLo = shift >= 32 ? 0 : (mode.addrLo & ~LOW[shift]) >>> 0;
-  const frameHi = shift >= 32 ? mode.addrHi & ~LOW[shift - 32] : mode.addrHi;
-  const off = shift >= 32
-    ? (gHi & LOW[shift - 32]) * 4294967296 + gLo
-    : (gLo & LOW[shift]) >>> 0;
-  s.hpa = (hi & frameHi) * 4294967296 + ((lo & frameLo) >>> 0) + off;
+  if (shift === 12) {
+    s.hpa = (hi & addrHi) * 4294967296 + ((lo & addrLo) >>> 0) +
+      (gLo & 0xfff);
+  } else {
+    const frameLo = shift >= 32 ? 0 : (addrLo & ~LOW[shift]) >>> 0;
+    const frameHi = shift >= 32 ? addrHi & ~LOW[shift - 32] : addrHi;
+    const off = shift >= 32
+      ? (gHi & LOW[shift - 32]) * 4294967296 + gLo
+      : (gLo & LOW[shift]) >>> 0;
+    s.hpa = (hi & frameHi) * 4294967296 + ((lo & frameLo) >>> 0) + off;
+  }
   s.pageShift = shift;
   s.outcome = EPT_OK;
   if (mode.ad && setAD) {

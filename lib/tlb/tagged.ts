@@ -27,6 +27,12 @@
  * | INVEPT single-context (1) | guest-physical and combined mappings of that EPTP (every VPID, PCID) |
  * | INVEPT global (2) | all guest-physical and combined mappings |
  *
+ * Guest operations (no VM exit under EPT): {@linkcode TaggedTlb.guestInvlpg}
+ * drops the current VPID's mappings of one page (every EPTP, globals
+ * too), {@linkcode TaggedTlb.guestCr3Load} its non-global mappings;
+ * {@linkcode TaggedTlb.vmTransition} flushes VPID 0 on each VM entry and
+ * exit when VPIDs are off. `NestedScheme` (lib/virt/nested) drives them.
+ *
  * INVVPID never drops guest-physical mappings: they carry no VPID. The
  * manual allows an implementation to drop *more*; this model drops exactly
  * the minimum, so tests can check each scope precisely.
@@ -85,6 +91,10 @@ export interface TaggedTlbCounters {
   readonly invvpid: number;
   /** INVEPT operations. */
   readonly invept: number;
+  /** VM entries/exits that flushed (VPID 0 only, {@linkcode TaggedTlb.vmTransition}). */
+  readonly transitionFlushes: number;
+  /** Guest INVLPG and CR3 loads ({@linkcode TaggedTlb.guestInvlpg}, {@linkcode TaggedTlb.guestCr3Load}). */
+  readonly guestInvalidations: number;
   /** Valid entries dropped by invalidations. */
   readonly dropped: number;
 }
@@ -132,6 +142,7 @@ class TagArray {
   readonly pageHi: Uint32Array;
   readonly pageLo: Uint32Array;
   readonly hpa: Float64Array;
+  readonly gpa: Float64Array;
   readonly rights: Uint8Array;
   readonly global: Uint8Array;
   constructor(name: string, o: TaggedArrayOptions, dn: number, dw: number) {
@@ -163,6 +174,7 @@ class TagArray {
     this.pageHi = new Uint32Array(n);
     this.pageLo = new Uint32Array(n);
     this.hpa = new Float64Array(n);
+    this.gpa = new Float64Array(n);
     this.rights = new Uint8Array(n);
     this.global = new Uint8Array(n);
   }
@@ -215,6 +227,8 @@ export class TaggedTlb {
   #evictions = 0;
   #invvpid = 0;
   #invept = 0;
+  #guestOps = 0;
+  #transitionFlushes = 0;
   #dropped = 0;
 
   /** Create an empty TLB; validates loudly. */
@@ -277,7 +291,20 @@ export class TaggedTlb {
     return this.#c.rights[slot];
   }
 
-  /** Cache a combined (4 KiB) translation; `hpa` is the frame address. */
+  /**
+   * The gpa a combined slot gives for `vaLo`'s page offset (the
+   * intermediate address of the 2-D walk, kept for records), or -1 when
+   * the fill gave none.
+   */
+  gpaCombined(slot: number, vaLo: number): number {
+    const g = this.#c.gpa[slot];
+    return g < 0 ? -1 : g + (vaLo & 0xfff);
+  }
+
+  /**
+   * Cache a combined (4 KiB) translation; `hpa` (and `gpa`, if known) are
+   * the frame addresses.
+   */
   fillCombined(
     vpid: number,
     pcid: number,
@@ -287,6 +314,7 @@ export class TaggedTlb {
     hpa: number,
     rights: number,
     global: boolean,
+    gpa = -1,
   ): void {
     checkTag("VPID", vpid, 16);
     checkTag("PCID", pcid, 12);
@@ -309,6 +337,7 @@ export class TaggedTlb {
     a.pageHi[slot] = hi;
     a.pageLo[slot] = lo;
     a.hpa[slot] = hpa - (hpa % 4096);
+    a.gpa[slot] = gpa < 0 ? -1 : gpa - (gpa % 4096);
     a.rights[slot] = rights & 7;
     a.global[slot] = global ? 1 : 0;
   }
@@ -406,6 +435,115 @@ export class TaggedTlb {
   }
 
   /**
+   * A guest INVLPG (no VM exit under EPT; SDM §28.4.3.1): operations that
+   * invalidate TLB entries architecturally drop the combined mappings of
+   * the *current* VPID only, but for every EPTP; INVLPG drops the page's
+   * mappings whatever their PCID, globals included. (The same scope as
+   * INVVPID individual-address, counted as a guest operation.) Returns
+   * the entries dropped.
+   *
+   * @example
+   * ```ts
+   * import { TaggedTlb } from "./tagged.ts";
+   * import assert from "node:assert/strict";
+   * const tlb = new TaggedTlb();
+   * tlb.fillCombined(1, 0, 0x1000, 0, 0x40_0000, 0x8000, 7, true);
+   * tlb.fillCombined(2, 0, 0x2000, 0, 0x40_0000, 0x9000, 7, false);
+   * assert.equal(tlb.guestInvlpg(1, 0, 0x40_0abc), 1); // VM 2's entry stays
+   * assert.equal(tlb.lookupCombined(2, 0, 0x2000, 0, 0x40_0000) >= 0, true);
+   * ```
+   */
+  guestInvlpg(vpid: number, vaHi: number, vaLo: number): number {
+    checkTag("VPID", vpid, 16);
+    this.#guestOps++;
+    const a = this.#c;
+    const lo = (vaLo & 0xfffff000) >>> 0, hi = vaHi >>> 0;
+    let n = 0;
+    for (let i = 0; i < a.n; i++) {
+      if (
+        a.valid[i] === 1 && a.vpid[i] === vpid && a.pageLo[i] === lo &&
+        a.pageHi[i] === hi
+      ) {
+        a.valid[i] = 0;
+        n++;
+      }
+    }
+    this.#dropped += n;
+    return n;
+  }
+
+  /**
+   * A guest MOV to CR3 with CR4.PCIDE = 0 (SDM §4.10.4.1, §28.4.3.1): drops
+   * the current VPID's combined mappings for PCID `pcid` (every EPTP)
+   * except global ones. Returns the entries dropped.
+   *
+   * @example
+   * ```ts
+   * import { TaggedTlb } from "./tagged.ts";
+   * import assert from "node:assert/strict";
+   * const tlb = new TaggedTlb();
+   * tlb.fillCombined(1, 0, 0x1000, 0, 0x40_0000, 0x8000, 7, true);  // global
+   * tlb.fillCombined(1, 0, 0x1000, 0, 0x50_0000, 0x9000, 7, false);
+   * tlb.fillCombined(2, 0, 0x2000, 0, 0x50_0000, 0xa000, 7, false); // another VM
+   * assert.equal(tlb.guestCr3Load(1), 1);
+   * assert.equal(tlb.entries().length, 2);
+   * ```
+   */
+  guestCr3Load(vpid: number, pcid = 0): number {
+    checkTag("VPID", vpid, 16);
+    checkTag("PCID", pcid, 12);
+    this.#guestOps++;
+    const a = this.#c;
+    let n = 0;
+    for (let i = 0; i < a.n; i++) {
+      if (
+        a.valid[i] === 1 && a.vpid[i] === vpid && a.pcid[i] === pcid &&
+        a.global[i] === 0
+      ) {
+        a.valid[i] = 0;
+        n++;
+      }
+    }
+    this.#dropped += n;
+    return n;
+  }
+
+  /**
+   * A VM entry or exit of a vCPU tagged `vpid`. With the "enable VPID"
+   * control set (`vpid` ≠ 0) it drops nothing: that is the point of the
+   * tags. With it clear (`vpid` 0), SDM §28.4.3.1: VM entries and exits
+   * drop the combined mappings of VPID 0000H for every EPTP. Returns the
+   * entries dropped.
+   *
+   * @example
+   * ```ts
+   * import { TaggedTlb } from "./tagged.ts";
+   * import assert from "node:assert/strict";
+   * const tlb = new TaggedTlb();
+   * tlb.fillCombined(1, 0, 0x1000, 0, 0x40_0000, 0x8000, 7, false);
+   * tlb.fillCombined(0, 0, 0x2000, 0, 0x40_0000, 0x9000, 7, false);
+   * assert.equal(tlb.vmTransition(1), 0);
+   * assert.equal(tlb.vmTransition(0), 1);
+   * assert.equal(tlb.counters.transitionFlushes, 1);
+   * ```
+   */
+  vmTransition(vpid: number): number {
+    checkTag("VPID", vpid, 16);
+    if (vpid !== 0) return 0;
+    this.#transitionFlushes++;
+    const a = this.#c;
+    let n = 0;
+    for (let i = 0; i < a.n; i++) {
+      if (a.valid[i] === 1 && a.vpid[i] === 0) {
+        a.valid[i] = 0;
+        n++;
+      }
+    }
+    this.#dropped += n;
+    return n;
+  }
+
+  /**
    * INVEPT (SDM Vol. 3C INVEPT; §28.4.3.1): "single-context" drops the
    * guest-physical and combined mappings of `eptp` (every VPID and PCID);
    * "global" drops them for every EPTP. Returns the entries dropped.
@@ -434,6 +572,8 @@ export class TaggedTlb {
       evictions: this.#evictions,
       invvpid: this.#invvpid,
       invept: this.#invept,
+      guestInvalidations: this.#guestOps,
+      transitionFlushes: this.#transitionFlushes,
       dropped: this.#dropped,
     };
   }

@@ -28,6 +28,13 @@ import {
   type Walk,
   type WalkStep,
 } from "../paging/record.ts";
+import {
+  EPT_REASONS,
+  type EptMode,
+  EptScratch,
+  eptWalkInto,
+} from "../paging/ept.ts";
+import type { EntryMemory } from "../paging/walker.ts";
 import { escapeXml } from "./escape.ts";
 import {
   COLORS,
@@ -769,4 +776,222 @@ function flagBadges(mode: PagingMode, level: number, f: EntryFlags): string {
   if (rights && f.exec) out.push("<b>X</b>");
   if (f.pkey) out.push(`<b>PK ${f.pkey}</b>`);
   return out.join("");
+}
+
+// ------------------------------------------------------------- EPT tables
+
+/**
+ * What {@linkcode eptTableToHtml} reads: an EPT mode, its root and the
+ * memory holding the tables (only read). A `NestedScheme` with stage
+ * "ept" gives `{ mode, root: hostRoot, memory: host.memory }`.
+ */
+export interface EptTableSource {
+  /** The EPT mode (format, A/D, MAXPHYADDR). */
+  readonly mode: EptMode;
+  /** Root table (hpa). */
+  readonly root: number;
+  /** Machine memory holding the tables. */
+  readonly memory: { read32(addr: number): number };
+}
+
+/** Options for {@linkcode eptTableToHtml}. */
+export interface EptTableHtmlOptions {
+  /** Mark the entries a walk of this gpa reads (a pure lookup: nothing is written). */
+  highlightGpa?: number;
+  /** Entries shown per table before folding (default 64). */
+  maxEntriesPerTable?: number;
+  /** Entry rows shown in all (default 1000); the highlighted path always shows. */
+  maxRows?: number;
+  /** Heading (default "EPT"). */
+  title?: string;
+}
+
+/** EPT memory types by value (SDM §28.3.7; 2, 3 and 7 are reserved). */
+const MEM_TYPES = [
+  "UC",
+  "WC",
+  "rsvd(2)",
+  "rsvd(3)",
+  "WT",
+  "WP",
+  "WB",
+  "rsvd(7)",
+];
+
+/**
+ * Render EPT tables as HTML: per entry the gpa it covers, the raw entry,
+ * the next table or frame, R/W/X badges (a missing right shown struck
+ * out), the memory type and IPAT on leaves, PS, and A/D when the EPTP
+ * enables them; plus the R/W/X of the whole path. Bounded and foldable
+ * like {@linkcode pageTableToHtml}, whose style it shares.
+ *
+ * @example
+ * ```ts
+ * import { eptTableToHtml } from "./table_html.ts";
+ * import { EPT_4LEVEL, eptMap, eptMode } from "../paging/ept.ts";
+ * import { FrameAllocator, PhysicalMemory } from "../memory/memory.ts";
+ * import assert from "node:assert/strict";
+ * const memory = new PhysicalMemory({ size: 1 << 20 });
+ * const frames = new FrameAllocator(memory);
+ * const mode = eptMode(EPT_4LEVEL, { ad: true });
+ * const root = frames.alloc();
+ * eptMap(mode, memory, () => frames.alloc(), root, 0x3000, 0x9000, { write: false });
+ * const html = eptTableToHtml({ mode, root, memory }, { highlightGpa: 0x3abc });
+ * assert.match(html, /<b>R<\/b><s>W<\/s><b>X<\/b>/);
+ * assert.match(html, /<b class="mv-mt">WB<\/b>/);
+ * assert.equal(html.split('class="mv-r mv-hl').length - 1, 4);
+ * assert.match(html, /All 4 present entries shown/);
+ * ```
+ */
+export function eptTableToHtml(
+  src: EptTableSource,
+  options: EptTableHtmlOptions = {},
+): string {
+  const perTable = positiveInt(
+    options.maxEntriesPerTable,
+    "maxEntriesPerTable",
+    DEFAULT_ENTRIES,
+  );
+  const maxRows = positiveInt(options.maxRows, "maxRows", DEFAULT_ROWS);
+  const mode = src.mode;
+  const f = mode.format;
+  const top = f.levels.length;
+  // the highlighted path: a side-effect-free lookup
+  const path = new Map<number, number>(); // table address → index
+  let stop = "";
+  const hg = options.highlightGpa;
+  if (hg !== undefined) {
+    if (!Number.isInteger(hg) || hg < 0 || hg >= 2 ** f.gpaBits) {
+      throw new RangeError(
+        `highlightGpa ${
+          String(hg)
+        } is invalid: expected an integer in [0, 2^${f.gpaBits})`,
+      );
+    }
+    const s = new EptScratch();
+    const r = eptWalkInto(
+      s,
+      mode,
+      src.memory as EntryMemory,
+      src.root,
+      hg,
+      0,
+      false,
+    );
+    for (let i = 0; i < s.steps; i++) {
+      path.set(s.entryAddr[i] - (s.entryAddr[i] % 4096), s.entryAddr[i]);
+    }
+    stop = r === 0
+      ? ` → hpa 0x${s.hpa.toString(16)}`
+      : `: ${r === 1 ? "EPT violation" : "EPT misconfiguration"} (${
+        EPT_REASONS[s.reason] ?? "?"
+      }) at level ${s.leafLevel}`;
+  }
+  const addrOf = (lo: number, hi: number) =>
+    (hi & mode.addrHi) * 4294967296 + ((lo & mode.addrLo) >>> 0);
+  let rows = 0, present = 0;
+  const out: string[] = [];
+  const table = (base: number, level: number, gpa: number, rights: number) => {
+    const spec = f.levels[top - level];
+    const entries: { i: number; lo: number; hi: number }[] = [];
+    for (let i = 0; i < 512; i++) {
+      const lo = src.memory.read32(base + i * 8);
+      const hi = src.memory.read32(base + i * 8 + 4);
+      if ((lo & 7) !== 0) entries.push({ i, lo, hi });
+    }
+    present += entries.length;
+    const hl = path.get(base);
+    out.push(
+      `<div class="mv-t mv-l${level}${
+        level === top ? " mv-root" : ""
+      }"><div class="mv-th"><b>${
+        escapeXml(spec.table)
+      }</b> · level ${level} · table <code>${hexAddr(base)}</code> · ${
+        formatCount(entries.length)
+      } of 512 entries present</div>`,
+    );
+    let shown = 0, hidden = 0;
+    for (const e of entries) {
+      const ea = base + e.i * 8;
+      const onPath = hl === ea;
+      if (!onPath && (shown >= perTable || rows >= maxRows)) {
+        hidden++;
+        continue;
+      }
+      shown++;
+      rows++;
+      const leaf = level === 1 ||
+        ((e.lo & 0x80) !== 0 && spec.canMapPage);
+      const r = rights & (e.lo & 7);
+      const g = gpa + e.i * 2 ** spec.shift;
+      const badges = [
+        (e.lo & 1) !== 0 ? "<b>R</b>" : "<s>R</s>",
+        (e.lo & 2) !== 0 ? "<b>W</b>" : "<s>W</s>",
+        (e.lo & 4) !== 0 ? "<b>X</b>" : "<s>X</s>",
+      ];
+      if (leaf) {
+        badges.push(`<b class="mv-mt">${MEM_TYPES[(e.lo >>> 3) & 7]}</b>`);
+        if ((e.lo & 0x40) !== 0) badges.push("<b>IPAT</b>");
+      }
+      if (level > 1 && (e.lo & 0x80) !== 0) badges.push("<b>PS</b>");
+      if (mode.ad && (e.lo & 0x100) !== 0) badges.push("<b>A</b>");
+      if (mode.ad && leaf && (e.lo & 0x200) !== 0) badges.push("<b>D</b>");
+      if ((e.hi & 0x80000000) !== 0) badges.push("<b>SVE</b>");
+      const next = addrOf(e.lo, e.hi);
+      const to = leaf
+        ? `→ ${hexAddr(next)} <b class="mv-pg">${sizeName(2 ** spec.shift)}${
+          level > 1 ? " page" : ""
+        }</b>`
+        : `→ ${escapeXml(f.levels[top - level + 1].table)} ${hexAddr(next)}`;
+      const cls = `mv-r${onPath ? " mv-hl" : ""}${leaf ? " mv-leaf" : ""}`;
+      const cells = `<span class="mv-i">[${e.i}]</span><span class="mv-va">0x${
+        g.toString(16)
+      }</span><span class="mv-x">${
+        hexEntry(e.lo, e.hi, 8)
+      }</span><span class="mv-to">${to}</span><span class="mv-f">${
+        badges.join("")
+      }</span><span class="mv-rt">${r & 1 ? "r" : "-"}${r & 2 ? "w" : "-"}${
+        r & 4 ? "x" : "-"
+      }</span>`;
+      if (leaf) {
+        out.push(`<div class="${cls}">${cells}</div>`);
+      } else {
+        out.push(
+          `<details class="mv-d" open=""><summary class="${cls}">${cells}</summary>`,
+        );
+        table(next, level - 1, g, r);
+        out.push("</details>");
+      }
+    }
+    if (hidden > 0) out.push(fold(hidden, shown > 0, rows >= maxRows));
+    if (entries.length === 0) {
+      out.push(`<div class="mv-fold">no present entries</div>`);
+    }
+    out.push("</div>");
+  };
+  table(src.root, top, 0, 7);
+  const head = `<div class="mv-h"><b>${
+    escapeXml(options.title ?? "EPT")
+  }</b> · ${escapeXml(f.name)}${mode.ad ? " · A/D enabled" : ""} · root <code>${
+    hexAddr(src.root)
+  }</code></div><div class="mv-h">${
+    rows >= present
+      ? `All ${formatCount(present)} present ${
+        present === 1 ? "entry" : "entries"
+      } shown.`
+      : `Showing ${formatCount(rows)} of ${
+        formatCount(present)
+      } present entries of the tables opened; the rest folded (at most ${
+        formatCount(perTable)
+      } per table, ${formatCount(maxRows)} rows in all).`
+  }</div>${
+    hg === undefined
+      ? ""
+      : `<div class="mv-h">Highlighted: the walk of gpa 0x${hg.toString(16)}${
+        escapeXml(stop)
+      }.</div>`
+  }<div class="mv-h mv-key">Rows: [index] · first gpa · entry · → next table or frame · R/W/X (struck out: not granted), memory type and IPAT on leaves, A/D with EPT A/D · R/W/X of the whole path. Not modelled: execute-for-user-mode (bit 10).</div>`;
+  return `<div class="mv-pt" style="--mv-va:16ch;--mv-x:18ch;--mv-f:24ch">${STYLE}<style>.mv-pt .mv-f s{display:inline-block;padding:0 3px;margin-right:2px;border-radius:3px;background:#e5e7eb;color:#9ca3af;font-size:10px;line-height:15px}.mv-pt .mv-f b.mv-mt{background:#0f766e}</style>${head}${
+    out.join("")
+  }</div>`;
 }

@@ -159,10 +159,11 @@ export class PrefixCache {
     need: number,
   ): number {
     this.#lookups++;
-    const base = this.#set(level, hi, lo);
-    for (let i = base; i < base + this.ways; i++) {
+    const base = this.#set(level, hi, lo), end = base + this.ways;
+    const valid = this.valid, keyLo = this.keyLo, keyHi = this.keyHi;
+    for (let i = base; i < end; i++) {
       if (
-        this.valid[i] === 1 && this.keyLo[i] === lo && this.keyHi[i] === hi &&
+        keyLo[i] === lo && valid[i] === 1 && keyHi[i] === hi &&
         this.level[i] === level && this.ctx[i] === ctx &&
         (need & ~this.rights[i]) === 0
       ) {

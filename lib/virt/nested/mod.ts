@@ -17,3 +17,4 @@ export * from "./walk.ts";
 export * from "./record.ts";
 export * from "./scheme.ts";
 export * from "./cache.ts";
+export * from "./hap.ts";

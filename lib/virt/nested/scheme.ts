@@ -2,14 +2,41 @@
  * Nested paging (Intel EPT / AMD NPT) as an {@linkcode MmuScheme}.
  *
  * The guest owns its page tables and CR3 outright: MOV to CR3 and INVLPG
- * cause no exits (no TLB is modelled yet, so they have nothing to do). The
- * hypervisor owns only the second-stage tables, in machine memory, built
- * lazily as KVM's `tdp_mmu_map` does: an access whose gpa has no EPT/NPT
- * entry exits with an EPT violation (#NPF); the handler asks the domain's
- * P2M or memslots for the frame (`mfnForAccess`, which faults the page into
- * the VMM under KVM), installs a 4 KiB leaf and resumes the guest, which
- * retries the access. A gpa with no memory behind it becomes an `"mmio"`
- * exit, as in the reference scheme. P2M changes zap the affected leaves.
+ * cause no exits. The hypervisor owns only the second-stage tables, in
+ * machine memory, built lazily as KVM's `tdp_mmu_map` does: an access
+ * whose gpa has no EPT/NPT entry exits with an EPT violation (#NPF); the
+ * handler asks the domain's P2M or memslots for the frame (`mfnForAccess`,
+ * which faults the page into the VMM under KVM), installs a 4 KiB leaf and
+ * resumes the guest, which retries the access. A gpa with no memory behind
+ * it becomes an `"mmio"` exit, as in the reference scheme. P2M changes —
+ * ballooning, and KVM memslot add / remove / move — zap the affected
+ * leaves (KVM `kvm_unmap_gfn_range`) and INVEPT; the next access faults
+ * them back from the new memslot.
+ *
+ * Optional, all off by default:
+ * - walk caches in both dimensions and a nested TLB (`caches`, Bhargava et
+ *   al. 2008);
+ * - the physical CPU's VPID/ASID-tagged TLB (`tlb`, `vpid`), shared by the
+ *   schemes of every VM on that CPU: combined (gla → hpa) mappings are
+ *   used before walking, so a VM switch needs no flush; guest CR3 loads
+ *   and INVLPG drop the current VPID's mappings (every EPTP) as SDM
+ *   §28.4.3.1 says; second-stage changes INVEPT single-context; VPID 0
+ *   flushes on every VM entry and exit. A cached entry is used only when
+ *   its rights allow the access, and W is cached only once both leaves are
+ *   dirty, so guest-visible outcomes stay exact (a TLB hit legitimately
+ *   skips A updates of another address space's tables for global pages);
+ * - dirty logging for live migration ({@linkcode NestedScheme.startDirtyLog}):
+ *   write-protect mode, or PML with a 512-entry page-modification log and
+ *   its "log full" exit, and a KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG
+ *   bitmap.
+ *
+ * Not modelled: the guest-physical (EPTP-tagged) mappings of the tagged TLB
+ * (the walker's nested TLB plays that part), PCIDs (the guest uses PCID 0),
+ * the invalidation of an address's combined mappings on an EPT violation
+ * (entries never hold rights the access lacked, so it changes nothing
+ * visible), and the exact instant of a PML-full exit: the model takes it
+ * right after the access whose D update overflowed the log, and logs that
+ * gpa into the emptied log, the state the retried access would leave.
  *
  * @module
  */
@@ -30,12 +57,18 @@ import type { PhysicalMemory } from "../../memory/memory.ts";
 import {
   ACCESS_USER,
   ACCESS_WRITE,
+  checkRights,
+  PFEC_W,
+  RIGHT_W,
+  RIGHT_X,
   WALK_OK,
   walkInto,
   WalkScratch,
 } from "../../paging/walker.ts";
+import { EPT_FETCH, EPT_READ, EPT_WRITE } from "../../paging/ept.ts";
 import { hex64 } from "../../address/address.ts";
 import { gpaProblem } from "../guest_memory.ts";
+import type { TaggedTlb } from "../../tlb/tagged.ts";
 import type { HypervisorFrameSource } from "../host.ts";
 import {
   BaseScheme,
@@ -47,6 +80,7 @@ import {
   type SchemeOptions,
 } from "../scheme.ts";
 import {
+  EXITQ_WRITE,
   NESTED_EPT_MISCONFIG,
   NESTED_EPT_VIOLATION,
   NESTED_GUEST_GP,
@@ -72,7 +106,64 @@ export interface NestedOptions extends SchemeOptions {
    * INVEPT single-context does.
    */
   caches?: NestedWalkerOptions;
+  /**
+   * The physical CPU's VPID/ASID-tagged TLB, shared by the schemes of every
+   * VM that runs on it (default: none, every access walks). Combined
+   * (gla → hpa) mappings are looked up before walking and filled after a
+   * successful walk.
+   */
+  tlb?: TaggedTlb;
+  /**
+   * This vCPU's VPID (EPT) or ASID (NPT), the TLB tag: 1..65535 (default
+   * 1). VPID 0 means "enable VPID" is off: every VM entry and exit then
+   * flushes VPID 0's mappings (SDM §28.4.3.1). ASID 0 is the host's (APM
+   * §15.16: VMRUN with ASID 0 fails), so NPT needs 1..65535.
+   */
+  vpid?: number;
 }
+
+/**
+ * Dirty-logging mode (KVM `KVM_MEM_LOG_DIRTY_PAGES`): "write-protect"
+ * clears W in the second-stage leaves and logs a page on its write fault
+ * (restoring W); "pml" clears the EPT dirty flags and lets the CPU log the
+ * gpa of each leaf whose D it sets into a 512-entry page-modification log
+ * (SDM §28.3.6), with a "log full" exit when it runs out.
+ */
+export type DirtyLogMode = "write-protect" | "pml";
+
+/** Options for {@linkcode NestedScheme.startDirtyLog}. */
+export interface DirtyLogOptions {
+  /** Default "pml" with EPT A/D, else "write-protect". PML needs EPT with `ad: true`. */
+  mode?: DirtyLogMode;
+  /** First gfn logged (default 0). */
+  firstGfn?: number;
+  /** Gfns logged (default: up to the end of the domain's gfn space). */
+  count?: number;
+  /**
+   * KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2: {@linkcode NestedScheme.getDirtyLog}
+   * only reads the bitmap and {@linkcode NestedScheme.clearDirtyLog}
+   * clears and re-arms (default false: KVM_GET_DIRTY_LOG clears and
+   * re-arms what it returns).
+   */
+  manualProtect?: boolean;
+}
+
+/** The dirty bitmap as KVM_GET_DIRTY_LOG returns it, plus a list. */
+export interface DirtyLog {
+  /** The logging mode. */
+  readonly mode: DirtyLogMode;
+  /** First gfn of the logged range. */
+  readonly firstGfn: number;
+  /** Gfns in the range. */
+  readonly count: number;
+  /** Bit `i % 8` of byte `i >> 3` set = gfn `firstGfn + i` dirty (a copy). */
+  readonly bitmap: Uint8Array;
+  /** The dirty gfns, ascending. */
+  readonly dirty: readonly number[];
+}
+
+/** Entries of the page-modification log (SDM §28.3.6). */
+export const PML_ENTRIES = 512;
 
 const PAGE = 4096;
 /** Zapping more gfns than this drops the whole second stage instead. */
@@ -133,6 +224,24 @@ export class NestedScheme extends BaseScheme {
   #zapped = 0;
   #mmioExits = 0;
   #caches: NestedWalkerOptions;
+  #tlb: TaggedTlb | undefined;
+  #vpid: number;
+  #tlbHits = 0;
+  #tlbMisses = 0;
+  #entries = 0;
+  // dirty logging
+  #logMode: DirtyLogMode | undefined = undefined;
+  #logFirst = 0;
+  #logCount = 0;
+  #logManual = false;
+  #bitmap: Uint8Array = new Uint8Array(0);
+  #pml: Float64Array = new Float64Array(PML_ENTRIES);
+  #pmlIndex = PML_ENTRIES - 1;
+  #pmlPending: Float64Array = new Float64Array(16);
+  #pmlPendingCount = 0;
+  #dirtyFaults = 0;
+  #pmlLogged = 0;
+  #pmlFullExits = 0;
 
   /** Create an unattached nested-paging scheme. Validates loudly. */
   constructor(options: NestedOptions = {}) {
@@ -158,6 +267,60 @@ export class NestedScheme extends BaseScheme {
     this.levels = levels;
     this.ad = options.ad ?? false;
     this.#caches = options.caches ?? {};
+    const vpid = options.vpid ?? 1;
+    if (!Number.isInteger(vpid) || vpid < 0 || vpid > 0xffff) {
+      throw new RangeError(
+        `vpid ${String(vpid)} is invalid: expected an integer in [0, 65535]`,
+      );
+    }
+    if (stage === "npt" && vpid === 0) {
+      throw new RangeError(
+        "ASID 0 is invalid for a guest: it is the host's (VMRUN fails, APM §15.16); expected 1..65535",
+      );
+    }
+    this.#tlb = options.tlb;
+    this.#vpid = vpid;
+  }
+
+  /** The shared tagged TLB, if any. */
+  get tlb(): TaggedTlb | undefined {
+    return this.#tlb;
+  }
+
+  /** This vCPU's VPID (EPT) or ASID (NPT). */
+  get vpid(): number {
+    return this.#vpid;
+  }
+
+  /**
+   * A VM entry of this vCPU, e.g. when the physical CPU switches to this
+   * VM. With a nonzero VPID the tagged TLB keeps every VM's entries (no
+   * flush on a VM switch); with VPID 0 it drops VPID 0's mappings.
+   * Returns the TLB entries dropped.
+   *
+   * @example
+   * ```ts
+   * import { Host } from "../host.ts";
+   * import { NestedScheme } from "./scheme.ts";
+   * import { TaggedTlb } from "../../tlb/tagged.ts";
+   * import { pagingMode } from "../../paging/mode.ts";
+   * import { X86_64_4LEVEL } from "../../paging/format.ts";
+   * import assert from "node:assert/strict";
+   * const host = new Host({ memory: 16 * 2 ** 20, hypervisor: "kvm" });
+   * const tlb = new TaggedTlb();
+   * const mode = pagingMode(X86_64_4LEVEL);
+   * const a = new NestedScheme({ tlb, vpid: 1 }), b = new NestedScheme({ tlb, vpid: 2 });
+   * for (const s of [a, b]) {
+   *   const vm = host.createDomain({ memory: 2 ** 20 });
+   *   s.attach({ host, domain: vm, memory: vm.memory, mode });
+   * }
+   * assert.equal(a.enter() + b.enter(), 0);
+   * assert.equal(a.counters.extra.vmEntries, 1);
+   * ```
+   */
+  enter(): number {
+    this.#entries++;
+    return this.#tlb?.vmTransition(this.#vpid) ?? 0;
   }
 
   /** The guest's current root (gpa). */
@@ -215,15 +378,25 @@ export class NestedScheme extends BaseScheme {
     }
   }
 
-  /** No exit: the guest's CR3 is its own; drops the guest-dimension caches (SDM §4.10.4.1). */
+  /**
+   * No exit: the guest's CR3 is its own. Drops the guest-dimension caches
+   * and this VPID's non-global combined mappings for every EPTP (SDM
+   * §4.10.4.1, §28.4.3.1); other VMs' entries stay.
+   */
   protected override onLoadCr3(root: number): void {
     this.#root = root;
     this.#walker?.invalidateGuest();
+    this.#tlb?.guestCr3Load(this.#vpid);
   }
 
-  /** No exit: guest INVLPG drops the guest PSC of this context (SDM §4.10.4.1). */
-  protected override onInvlpg(_vaHi: number, _vaLo: number): void {
+  /**
+   * No exit: guest INVLPG drops the guest PSC of this context and this
+   * VPID's combined mappings of the page, globals included, for every
+   * EPTP (SDM §4.10.4.1, §28.4.3.1).
+   */
+  protected override onInvlpg(vaHi: number, vaLo: number): void {
     this.#walker?.invalidateGuest();
+    this.#tlb?.guestInvlpg(this.#vpid, vaHi, vaLo);
   }
 
   /** Zap the second-stage leaves of changed gfns (KVM `kvm_unmap_gfn_range`). */
@@ -231,6 +404,7 @@ export class NestedScheme extends BaseScheme {
     if (this.#walker === undefined) return;
     // KVM flushes the remote TLBs after a zap: INVEPT single-context
     this.#walker.invept("single");
+    this.#tlb?.invept("single-context", this.#hostRoot);
     if (count > ZAP_ALL) {
       this.#resetSecondStage();
       return;
@@ -296,7 +470,54 @@ export class NestedScheme extends BaseScheme {
     size: number,
     value: number,
   ): number {
+    const r = this.#translateAndAccess(state, vaHi, vaLo, flags, size, value);
+    if (this.#pmlPendingCount > 0) this.#pmlFull(state, vaHi, vaLo);
+    return r;
+  }
+
+  #translateAndAccess(
+    state: GuestAccessState,
+    vaHi: number,
+    vaLo: number,
+    flags: number,
+    size: number,
+    value: number,
+  ): number {
     const w = this.#walker!;
+    const tlb = this.#tlb;
+    if (tlb !== undefined) {
+      const slot = tlb.lookupCombined(
+        this.#vpid,
+        0,
+        this.#hostRoot,
+        vaHi,
+        vaLo,
+      );
+      // a hit is used only if its rights allow this access (the guest
+      // walker's own verdict); otherwise the access walks again, as it
+      // must to set a D bit or to fault
+      if (
+        slot >= 0 &&
+        checkRights(
+            this.context.mode,
+            tlb.rightsCombined(slot),
+            0,
+            flags,
+            0,
+          ) === 0
+      ) {
+        this.#tlbHits++;
+        state.gpa = tlb.gpaCombined(slot, vaLo);
+        return this.dataAccessHpa(
+          state,
+          tlb.translateCombined(slot, vaLo),
+          flags,
+          size,
+          value,
+        );
+      }
+      this.#tlbMisses++;
+    }
     // each retry maps one more gpa; n guest levels + the data page at most
     for (let tries = 0; tries < 16; tries++) {
       const r = w.walk(this.#root, vaHi, vaLo, flags);
@@ -304,6 +525,7 @@ export class NestedScheme extends BaseScheme {
       this.#refs += w.made;
       if (r === NESTED_OK) {
         state.gpa = w.gpa;
+        if (tlb !== undefined) this.#fillTlb(tlb, w, vaHi, vaLo);
         return this.dataAccessHpa(state, w.hpa, flags, size, value);
       }
       if (r === NESTED_GUEST_PF) {
@@ -343,6 +565,33 @@ export class NestedScheme extends BaseScheme {
     throw new Error("internal: nested access did not converge");
   }
 
+  /**
+   * Cache the walk's combined translation: the guest rights AND the second
+   * stage's; W only once both leaves are dirty (a write through a clean
+   * entry walks again to set D, SDM §4.8 and §28.3.5). Not with protection
+   * keys (the key is not cached here), nor for an unreadable (execute-only)
+   * second-stage page.
+   */
+  #fillTlb(tlb: TaggedTlb, w: NestedWalker, vaHi: number, vaLo: number): void {
+    const hr = w.finalHostRights;
+    if ((hr & EPT_READ) === 0 || this.context.mode.pke) return;
+    const g = w.guest;
+    let rights = g.finalRights & 7;
+    if (!g.dirty || (hr & EPT_WRITE) === 0) rights &= ~RIGHT_W;
+    if ((hr & EPT_FETCH) === 0) rights &= ~RIGHT_X;
+    tlb.fillCombined(
+      this.#vpid,
+      0,
+      this.#hostRoot,
+      vaHi,
+      vaLo,
+      w.hpa,
+      rights,
+      g.global,
+      w.gpa,
+    );
+  }
+
   /** The violation handler (KVM `kvm_tdp_mmu_map`): install the gfn's frame. */
   #fix(
     state: GuestAccessState,
@@ -374,6 +623,21 @@ export class NestedScheme extends BaseScheme {
     }
     const mem = this.context.host.memory;
     const gpaPage = gfn * PAGE, hpa = mfn * PAGE;
+    // Dirty logging: a write fault on a logged gfn marks it dirty and
+    // restores W (KVM `fast_page_fault`); under write-protect logging any
+    // other fault maps a logged gfn without W, so its first write faults
+    const wantWrite = this.#ept !== undefined
+      ? (this.walker.exitQualification & EXITQ_WRITE) !== 0
+      : (this.walker.npfErrorCode & PFEC_W) !== 0;
+    const logged = this.#logMode !== undefined && gfn >= this.#logFirst &&
+      gfn < this.#logFirst + this.#logCount;
+    let writable = !ro;
+    if (logged && this.#logMode === "write-protect") {
+      if (wantWrite) {
+        this.#markDirty(gfn);
+        this.#dirtyFaults++;
+      } else writable = false;
+    }
     if (this.#ept !== undefined) {
       const s = this.#es;
       if (
@@ -390,8 +654,15 @@ export class NestedScheme extends BaseScheme {
         this.#hostRoot,
         gpaPage,
         hpa,
-        { write: !ro },
+        { write: writable },
       );
+      if (this.#logMode === "pml" && !logged) {
+        // KVM presets D on leaves of gfns not being logged, so that PML
+        // records only logged ones
+        eptWalkInto(s, this.#ept, mem, this.#hostRoot, gpaPage, 0, false);
+        const ea = s.entryAddr[s.steps - 1];
+        mem.write32(ea, (mem.read32(ea) | 0x200) >>> 0);
+      }
     } else {
       const pt = this.#npTable!;
       try {
@@ -399,10 +670,282 @@ export class NestedScheme extends BaseScheme {
       } catch {
         // not mapped
       }
-      pt.map(gpaPage, hpa, { user: true, writable: !ro, executable: true });
+      pt.map(gpaPage, hpa, { user: true, writable, executable: true });
     }
     this.#mapped++;
     return true;
+  }
+
+  // ---- dirty logging (KVM_MEM_LOG_DIRTY_PAGES) ---------------------------
+
+  /**
+   * Start dirty logging on a gfn range, as KVM does for live migration
+   * when a memslot gets `KVM_MEM_LOG_DIRTY_PAGES`: the bitmap starts
+   * clean and every present leaf in the range is armed (write-protect:
+   * W cleared; PML: D cleared), then the TLBs are flushed (INVEPT).
+   * Throws `RangeError` for a bad range or mode, or PML without EPT A/D.
+   *
+   * @example Write-protect logging: the first write to a page exits once and is logged.
+   * ```ts
+   * import { Host } from "../host.ts";
+   * import { NestedScheme } from "./scheme.ts";
+   * import { PageTable } from "../../paging/builder.ts";
+   * import { pagingMode } from "../../paging/mode.ts";
+   * import { X86_64_4LEVEL } from "../../paging/format.ts";
+   * import assert from "node:assert/strict";
+   * const host = new Host({ memory: 16 * 2 ** 20, hypervisor: "kvm" });
+   * const vm = host.createDomain({ memory: 2 ** 20 });
+   * const mode = pagingMode(X86_64_4LEVEL);
+   * const hap = new NestedScheme();
+   * hap.attach({ host, domain: vm, memory: vm.memory, mode });
+   * const pt = new PageTable(vm.memory.unwatched, { mode });
+   * pt.map(0x1000, 0x5000, { user: true, writable: true });
+   * hap.loadCr3(pt.root);
+   * hap.access(0x1000, { kind: "write", value: 1 });   // faults everything in
+   * hap.startDirtyLog({ mode: "write-protect" });
+   * const r = hap.access(0x1000, { kind: "write", value: 2 });
+   * assert.equal(r.exits, 1);                           // the write-protect fault
+   * assert.deepEqual(hap.getDirtyLog().dirty, [5]);     // gfn 5, then cleared
+   * assert.deepEqual(hap.getDirtyLog().dirty, []);
+   * ```
+   */
+  startDirtyLog(options: DirtyLogOptions = {}): void {
+    const d = this.context.domain;
+    const mode = options.mode ?? (this.ad ? "pml" : "write-protect");
+    if (mode !== "write-protect" && mode !== "pml") {
+      throw new RangeError(
+        `dirty-log mode "${
+          String(mode)
+        }" is invalid: expected "write-protect" or "pml"`,
+      );
+    }
+    if (mode === "pml" && (this.#ept === undefined || !this.ad)) {
+      throw new RangeError(
+        `dirty-log mode "pml" needs EPT with A/D flags (ad: true); this scheme is ${this.stage}${
+          this.ad ? "" : " without A/D"
+        }: use "write-protect"`,
+      );
+    }
+    const first = options.firstGfn ?? 0;
+    const count = options.count ?? d.gfnCount - first;
+    if (
+      !Number.isInteger(first) || first < 0 || !Number.isInteger(count) ||
+      count < 1 || first + count > d.gfnCount
+    ) {
+      throw new RangeError(
+        `dirty-log range [${String(first)}, +${
+          String(count)
+        }) is invalid: expected gfns within [0, ${d.gfnCount})`,
+      );
+    }
+    this.#logMode = mode;
+    this.#logFirst = first;
+    this.#logCount = count;
+    this.#logManual = options.manualProtect ?? false;
+    this.#bitmap = new Uint8Array(Math.ceil(count / 8));
+    this.#pmlIndex = PML_ENTRIES - 1;
+    this.#pmlPendingCount = 0;
+    this.walker.onDirty = mode === "pml"
+      ? (gpa: number) => this.#pmlLog(gpa)
+      : undefined;
+    this.#arm(first, count, undefined);
+  }
+
+  /** Stop dirty logging (leaves stay as they are; a write-protected one regains W on its next write fault). */
+  stopDirtyLog(): void {
+    if (this.#logMode === "pml") this.#drainPml();
+    this.#logMode = undefined;
+    this.walker.onDirty = undefined;
+  }
+
+  /** The dirty-logging mode, or undefined when off. */
+  get dirtyLogMode(): DirtyLogMode | undefined {
+    return this.#logMode;
+  }
+
+  /**
+   * KVM_GET_DIRTY_LOG: the bitmap of gfns written since logging started or
+   * since the last get/clear (PML entries are drained into it first).
+   * Without `manualProtect` the bits returned are cleared and their pages
+   * re-armed (W or D cleared again, TLBs flushed); with it, nothing
+   * changes until {@linkcode NestedScheme.clearDirtyLog}.
+   */
+  getDirtyLog(): DirtyLog {
+    const log = this.#requireLog("getDirtyLog");
+    if (log === "pml") this.#drainPml();
+    const bitmap = this.#bitmap.slice();
+    const dirty: number[] = [];
+    for (let i = 0; i < this.#logCount; i++) {
+      if ((bitmap[i >> 3] & (1 << (i & 7))) !== 0) {
+        dirty.push(this.#logFirst + i);
+      }
+    }
+    if (!this.#logManual && dirty.length > 0) {
+      this.#bitmap.fill(0);
+      this.#arm(this.#logFirst, this.#logCount, bitmap);
+    }
+    return {
+      mode: log,
+      firstGfn: this.#logFirst,
+      count: this.#logCount,
+      bitmap,
+      dirty,
+    };
+  }
+
+  /**
+   * KVM_CLEAR_DIRTY_LOG (manual-protect mode only): clear the dirty bits
+   * of `[firstGfn, firstGfn + count)` and re-arm those pages. Returns how
+   * many bits were set.
+   */
+  clearDirtyLog(firstGfn: number, count: number): number {
+    this.#requireLog("clearDirtyLog");
+    if (!this.#logManual) {
+      throw new RangeError(
+        "clearDirtyLog needs manualProtect: true (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2); without it getDirtyLog clears",
+      );
+    }
+    const lo = this.#logFirst, hi = lo + this.#logCount;
+    if (
+      !Number.isInteger(firstGfn) || !Number.isInteger(count) || count < 1 ||
+      firstGfn < lo || firstGfn + count > hi
+    ) {
+      throw new RangeError(
+        `clear range [${String(firstGfn)}, +${
+          String(count)
+        }) is invalid: expected gfns within the logged range [${lo}, ${hi})`,
+      );
+    }
+    if (this.#logMode === "pml") this.#drainPml();
+    const mask = new Uint8Array(this.#bitmap.length);
+    let n = 0;
+    for (let g = firstGfn; g < firstGfn + count; g++) {
+      const i = g - lo, bit = 1 << (i & 7);
+      if ((this.#bitmap[i >> 3] & bit) !== 0) {
+        this.#bitmap[i >> 3] &= ~bit;
+        mask[i >> 3] |= bit;
+        n++;
+      }
+    }
+    if (n > 0) this.#arm(lo, this.#logCount, mask);
+    return n;
+  }
+
+  /** The page-modification log: gpas logged so far (oldest first) and the CPU's PML index (511 = empty). */
+  get pmlBuffer(): { readonly index: number; readonly gpas: number[] } {
+    const gpas: number[] = [];
+    for (let i = PML_ENTRIES - 1; i > this.#pmlIndex; i--) {
+      gpas.push(this.#pml[i]);
+    }
+    return { index: this.#pmlIndex, gpas };
+  }
+
+  #requireLog(what: string): DirtyLogMode {
+    if (this.#logMode === undefined) {
+      throw new RangeError(
+        `${what}: dirty logging is off (call startDirtyLog first)`,
+      );
+    }
+    return this.#logMode;
+  }
+
+  #markDirty(gfn: number): void {
+    const i = gfn - this.#logFirst;
+    if (i >= 0 && i < this.#logCount) this.#bitmap[i >> 3] |= 1 << (i & 7);
+  }
+
+  /** The CPU's PML write (SDM §28.3.6): entry `index`, then index − 1. */
+  #pmlLog(gpa: number): void {
+    this.#pmlLogged++;
+    if (this.#pmlIndex >= 0) {
+      this.#pml[this.#pmlIndex--] = gpa;
+      return;
+    }
+    // the log is full: the CPU would exit before this D update; the model
+    // takes that exit right after the access (#pmlFull) and logs this gpa
+    // into the emptied buffer, the state the retried access would leave
+    if (this.#pmlPendingCount < this.#pmlPending.length) {
+      this.#pmlPending[this.#pmlPendingCount] = gpa;
+    }
+    this.#pmlPendingCount++;
+  }
+
+  /** The "page-modification log full" exit (basic reason 62): KVM drains the buffer into the bitmap. */
+  #pmlFull(state: GuestAccessState, vaHi: number, vaLo: number): void {
+    this.#pmlFullExits++;
+    this.vmExit(state, "pml-full", hex64(vaHi, vaLo));
+    this.#drainPml();
+    const n = Math.min(this.#pmlPendingCount, this.#pmlPending.length);
+    this.#pmlPendingCount = 0;
+    for (let i = 0; i < n; i++) {
+      this.#pml[this.#pmlIndex--] = this.#pmlPending[i];
+    }
+  }
+
+  #drainPml(): void {
+    for (let i = PML_ENTRIES - 1; i > this.#pmlIndex; i--) {
+      this.#markDirty(Math.floor(this.#pml[i] / PAGE));
+    }
+    this.#pmlIndex = PML_ENTRIES - 1;
+  }
+
+  /**
+   * Arm the present leaves of `[first, first + count)` (those whose bit is
+   * set in `only`, if given): clear W (write-protect) or D (PML); then
+   * flush what cached them (INVEPT single-context).
+   */
+  #arm(first: number, count: number, only: Uint8Array | undefined): void {
+    const mem = this.context.host.memory;
+    const clear = this.#logMode === "pml" ? 0x200 : 0x2;
+    for (let i = 0; i < count; i++) {
+      if (only !== undefined && (only[i >> 3] & (1 << (i & 7))) === 0) continue;
+      const gpa = (first + i) * PAGE;
+      let ea = -1;
+      if (this.#ept !== undefined) {
+        const s = this.#es;
+        if (
+          eptWalkInto(s, this.#ept, mem, this.#hostRoot, gpa, 0, false) === 0
+        ) ea = s.entryAddr[s.steps - 1];
+      } else {
+        const s = this.#ns;
+        if (
+          walkInto(
+            s,
+            this.#npt!,
+            mem,
+            this.#hostRoot,
+            Math.floor(gpa / 2 ** 32),
+            gpa >>> 0,
+            ACCESS_USER,
+            0,
+            0,
+            0,
+            7,
+            false,
+          ) === WALK_OK
+        ) ea = s.entryAddr[s.steps - 1];
+      }
+      if (ea < 0) continue;
+      const lo = mem.read32(ea);
+      if ((lo & clear) !== 0) mem.write32(ea, (lo & ~clear) >>> 0);
+    }
+    this.#walker!.invept("single");
+    this.#tlb?.invept("single-context", this.#hostRoot);
+  }
+
+  /**
+   * A VM exit (and the VM entry that resumes the guest): with VPID 0 both
+   * flush VPID 0's TLB mappings (SDM §28.4.3.1); with a VPID, nothing.
+   */
+  protected override vmExit(
+    state: GuestAccessState | undefined,
+    reason: string,
+    va?: string,
+    gpa?: number,
+    detail?: string,
+  ): void {
+    super.vmExit(state, reason, va, gpa, detail);
+    this.#tlb?.vmTransition(this.#vpid);
   }
 
   /** Walks, references, violations by cause, leaves installed and zapped. */
@@ -416,6 +959,13 @@ export class NestedScheme extends BaseScheme {
       leavesZapped: this.#zapped,
       mmioExits: this.#mmioExits,
       secondStageFrames: this.#frames?.allocatedCount ?? 0,
+      vmEntries: this.#entries,
+      dirtyLogFaults: this.#dirtyFaults,
+      pmlLogged: this.#pmlLogged,
+      pmlFullExits: this.#pmlFullExits,
+      ...(this.#tlb === undefined
+        ? {}
+        : { tlbHits: this.#tlbHits, tlbMisses: this.#tlbMisses }),
     };
   }
 
@@ -427,5 +977,7 @@ export class NestedScheme extends BaseScheme {
       this.#zapped =
       this.#mmioExits =
         0;
+    this.#tlbHits = this.#tlbMisses = this.#entries = 0;
+    this.#dirtyFaults = this.#pmlLogged = this.#pmlFullExits = 0;
   }
 }
