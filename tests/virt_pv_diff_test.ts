@@ -93,7 +93,7 @@ Deno.test("pv = shadow: mixed, 20 seeds × 90 ops", () => {
   }
 });
 
-Deno.test("pv: entry writes are hypercalls, batched for fork/munmap/exec", () => {
+Deno.test("pv: entry writes are hypercalls, batched for fork/munmap/exec; trees pinned by multicall", () => {
   const ops = activity(11, 300, { fork: 10, exec: 4, munmap: 8 });
   const pv = new PvScheme({ eventLog: 0 });
   runGuest(ops, pv, "xen", "pv");
@@ -103,4 +103,10 @@ Deno.test("pv: entry writes are hypercalls, batched for fork/munmap/exec", () =>
   assert.equal(c.refused.EINVAL + c.refused.EPERM + c.refused.EBUSY, 0);
   assert.equal(pv.counters.entryWrites, 0); // never a direct write
   assert.ok(c.pins > 0 && c.unpins > 0 && c.validations >= c.pins);
+  // whole trees are pinned and unpinned in multicalls of several calls
+  assert.ok(c.multicalls > 0 && c.multicalledCalls > 2 * c.multicalls);
+  assert.equal(
+    pv.counters.exitsByReason["pf-bounce"],
+    pv.counters.guestPageFaults,
+  );
 });

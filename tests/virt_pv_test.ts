@@ -18,6 +18,7 @@ import {
   pageTypesToHtml,
   pageTypesToText,
   pvBatchToHtml,
+  pvMulticallToHtml,
 } from "../lib/view/pv_html.ts";
 
 const P = 1n, RW = 2n, US = 4n, PS = 0x80n;
@@ -115,7 +116,8 @@ Deno.test("mmu_update refusals, one rule per row, each with its code", () => {
       name: "map a foreign domain's frame",
       req: (s) => pvUpdate(s.l1 * 4096 + 8, s.e(s.other.p2m(0)!, P)),
       rc: "EPERM",
-      reason: /domain 2's frame, not domain 1's/,
+      reason:
+        /^L1 entry maps mfn 0x[0-9a-f]+, which is domain 2's frame, not domain 1's$/,
     },
     {
       name: "map a hypervisor frame",
@@ -288,6 +290,7 @@ Deno.test("PV guest: a kernel store through the direct map to an L1 traps and is
   assert.equal(pv.counters.exitsByReason["ptwr"], 1);
   assert.equal(os.access(a + 4096).gpa, dataGpa);
   // a store that would map a page-table frame writable is refused: the guest gets the #PF
+  const bounces = pv.counters.exitsByReason["pf-bounce"] ?? 0;
   const bad = os.access(va, {
     kind: "write",
     user: false,
@@ -295,6 +298,16 @@ Deno.test("PV guest: a kernel store through the direct map to an L1 traps and is
   });
   assert.notEqual(bad.result, "ok");
   assert.equal(pv.mmu.counters.refused.EBUSY, 1);
+  // the refused store is one entry into Xen: the #PF bounced to the guest
+  assert.equal(pv.counters.exitsByReason["ptwr"], 1);
+  assert.equal(
+    pv.counters.exitsByReason["pf-bounce"] - bounces,
+    bad.faults.length,
+  );
+  assert.match(
+    pv.events.filter((e) => e.kind === "pf-bounce").at(-1)?.detail ?? "",
+    /ptwr refused EBUSY/,
+  );
   assert.deepEqual(pv.mmu.audit(), []);
 });
 
@@ -329,4 +342,199 @@ Deno.test("PV guest: refuses non-PV schemes and KVM domains; displays", () => {
       Symbol.for("Jupyter.display")
     ]();
   assert.ok(bundle["text/plain"] && bundle["text/html"]);
+});
+
+Deno.test("multicall: one entry into Xen, every call runs, per-call results", () => {
+  const s = setup();
+  const before = s.mmu.counters;
+  const r = s.mmu.multicall([
+    { op: "mmuext_op", ops: [{ cmd: "invlpg-local", va: 0x1000 }] },
+    {
+      op: "mmu_update",
+      requests: [pvUpdate(s.l1 * 4096 + 8, s.e(s.l2, P | RW))],
+    }, // EBUSY
+    {
+      op: "mmu_update",
+      requests: [pvUpdate(s.l1 * 4096 + 16, s.e(s.spare, P))],
+    }, // still runs
+    {
+      op: "mmuext_op",
+      ops: [{ cmd: "unpin", mfn: s.l1 }, { cmd: "tlb-flush-local" }],
+    }, // EINVAL, then not-run
+  ]);
+  assert.deepEqual(r.calls.map((c) => c.rc), [0, "EBUSY", 0, "EINVAL"]);
+  assert.deepEqual(r.calls[3].results.map((x) => x.code), [
+    "EINVAL",
+    "not-run",
+  ]);
+  assert.equal(r.ok, false);
+  assert.equal(r.operations, 5);
+  const c = s.mmu.counters;
+  assert.equal(c.hypercalls - before.hypercalls, 1);
+  assert.equal(c.multicalls - before.multicalls, 1);
+  assert.equal(c.multicalledCalls - before.multicalledCalls, 4);
+  assert.equal(c.mmuUpdateCalls - before.mmuUpdateCalls, 2);
+  assert.equal(c.mmuextCalls - before.mmuextCalls, 2);
+  assert.equal(c.updates - before.updates, 1);
+  assert.equal(s.mmu.info(s.spare).refCount, 1); // the third call's mapping is there
+  assert.deepEqual(s.mmu.audit(), []);
+  assert.match(r.toString(), /^multicall: 4 calls, 5 operations, 2 refused/);
+  assert.match(pvMulticallToHtml(r), /one entry into Xen/);
+  // malformed: TypeError, nothing runs, nothing counted
+  const mid = s.mmu.counters;
+  assert.throws(
+    () =>
+      s.mmu.multicall([
+        { op: "mmuext_op", ops: [{ cmd: "unpin", mfn: s.l4 }] },
+        { op: "grant_table_op" } as never,
+      ]),
+    /multicall entry 1 op "grant_table_op" is invalid/,
+  );
+  assert.deepEqual(s.mmu.counters, mid);
+  assert.equal(s.mmu.info(s.l4).pinned, true);
+});
+
+/** The user tables of `root` (gpa, level), read through the PV kernel's view. */
+function userTables(os: GuestOs, root: number): { t: number; level: number }[] {
+  const m = os.frames.memory;
+  const out: { t: number; level: number }[] = [{ t: root, level: 4 }];
+  const visit = (t: number, level: number, n: number) => {
+    for (let i = 0; i < n; i++) {
+      const lo = m.read32(t + 8 * i);
+      if ((lo & 1) === 0) continue;
+      const c = (m.read32(t + 8 * i + 4) & 0xfffff) * 2 ** 32 +
+        ((lo & 0xfffff000) >>> 0);
+      out.push({ t: c, level: level - 1 });
+      if (level > 2) visit(c, level - 1, 512);
+    }
+  };
+  visit(root, 4, 256);
+  return out;
+}
+
+function pvGuest(memory = 2 ** 22) {
+  const host = new Host({ memory: 64 * 2 ** 20 });
+  const pv = new PvScheme({ eventLog: 0 });
+  const os = new GuestOs(host.createDomain({ memory }), {
+    scheme: pv,
+    kernel: "pv",
+  });
+  return { host, pv, os };
+}
+
+Deno.test("PV guest: a fork's child is built unpinned, then pinned as a whole in one multicall", () => {
+  const { pv, os } = pvGuest();
+  const p = os.spawn();
+  os.switchTo(p.pid);
+  const a = os.mmap({ length: 8 * 4096 });
+  for (let i = 0; i < 8; i++) {
+    os.access(a + i * 4096, { kind: "write", value: i });
+  }
+  const before = pv.mmu.counters;
+  const child = os.fork();
+  const c = pv.mmu.counters;
+  const tables = userTables(os, child.root);
+  assert.equal(tables.length, 4); // L4, L3, L2, L1
+  // one multicall: 4 read-only remaps, the L1 pin, the L4 pin
+  assert.equal(c.multicalls - before.multicalls, 1);
+  assert.equal(c.pins - before.pins, 2);
+  assert.equal(c.validations - before.validations, 4);
+  // in all: that multicall, one mmu_update batch (the child's PTEs and the
+  // parent's write-protect), and one INVLPG per write-protected parent page
+  assert.equal(c.hypercalls - before.hypercalls, 1 + 1 + 8);
+  assert.equal(c.updates - before.updates, 4 + 8 + 8);
+  for (const { t, level } of tables) {
+    const info = pv.mmu.info(os.domain.lookup(t / 4096)!);
+    assert.equal(info.type, `l${level}`);
+    assert.equal(info.validated, true);
+    assert.equal(info.pinned, level === 4 || level === 1, `L${level}`);
+  }
+  assert.deepEqual(pv.mmu.audit(), []);
+  // exit: the whole tree unpinned in one multicall, then plain stores
+  const e0 = pv.mmu.counters;
+  os.exit(child.pid);
+  const e1 = pv.mmu.counters;
+  assert.equal(e1.hypercalls - e0.hypercalls, 1);
+  assert.equal(e1.unpins - e0.unpins, 2);
+  assert.equal(e1.devalidations - e0.devalidations, 4);
+  assert.equal(e1.updates - e0.updates, 4); // the 4 direct-map PTEs made writable again
+  for (const { t } of tables) {
+    // no page-table type left: a free frame, writable in the direct map
+    assert.equal(pv.mmu.info(os.domain.lookup(t / 4096)!).type, "writable");
+  }
+  assert.deepEqual(pv.mmu.audit(), []);
+  assert.deepEqual(os.checkConsistency(), []);
+});
+
+Deno.test("PV guest: pinning a big tree splits the multicall at 32 entries (MC_BATCH)", () => {
+  const { pv, os } = pvGuest();
+  const p = os.spawn();
+  os.switchTo(p.pid);
+  // 20 pages, each in its own 2 MiB region: 20 L1 tables
+  const base = 0x10000000;
+  for (let i = 0; i < 20; i++) {
+    const va = base + i * 2 ** 21;
+    assert.equal(os.mmap({ addr: va, length: 4096 }), va);
+    os.access(va, { kind: "write", value: i });
+  }
+  const before = pv.mmu.counters;
+  const child = os.fork();
+  const c = pv.mmu.counters;
+  const tables = userTables(os, child.root);
+  const l1s = tables.filter((x) => x.level === 1).length;
+  assert.equal(l1s, 20);
+  // entries: one remap per table, one pin per L1, the L4 pin
+  const entries = tables.length + l1s + 1;
+  assert.equal(c.multicalls - before.multicalls, Math.ceil(entries / 32));
+  assert.deepEqual(pv.mmu.audit(), []);
+  os.exit(child.pid);
+  assert.deepEqual(pv.mmu.audit(), []);
+});
+
+Deno.test("PV scheme: every guest #PF is one pf-bounce exit; exits add up", () => {
+  const { pv, os } = pvGuest();
+  const p = os.spawn();
+  os.switchTo(p.pid);
+  const a = os.mmap({ length: 4 * 4096 });
+  for (let i = 0; i < 4; i++) {
+    os.access(a + i * 4096, { kind: "write", value: i });
+  }
+  os.fork();
+  os.access(a, { kind: "write", value: 9 }); // copy-on-write
+  assert.equal(os.access(0x1000).result, "segv");
+  const c = pv.counters;
+  assert.equal(c.exitsByReason["pf-bounce"], os.counters.pageFaults);
+  assert.equal(c.extra.pfBounces, os.counters.pageFaults);
+  assert.equal(c.guestPageFaults, os.counters.pageFaults);
+  assert.equal(
+    c.vmExits,
+    c.exitsByReason["hypercall"] + c.exitsByReason["pf-bounce"] +
+      (c.exitsByReason["ptwr"] ?? 0),
+  );
+  assert.equal(c.exitsByReason["hypercall"], pv.mmu.counters.hypercalls);
+});
+
+Deno.test("PV page-type rows name the owner; ownership refusals read as sentences", () => {
+  const { pv, os } = pvGuest();
+  os.switchTo(os.spawn().pid);
+  const rows = pv.pageTypeRows();
+  assert.ok(rows.length > 0);
+  assert.deepEqual([...new Set(rows.map((r) => r.owner))], [
+    `dom${os.domain.id}`,
+  ]);
+  const host = new Host({ memory: 4 * 2 ** 20 });
+  const vm = host.createDomain({ memory: 16 * 4096 });
+  const vm2 = host.createDomain({ memory: 4 * 4096 });
+  const bare = new PvMmu(host, vm);
+  const t = vm.p2m(0)!;
+  assert.ok(bare.mmuextOp([{ cmd: "pin-l1", mfn: t }]).ok);
+  const r = bare.mmuUpdate([
+    pvUpdate(t * 4096 + 8, BigInt(vm2.p2m(0)! * 4096 + 1)),
+  ]);
+  assert.match(
+    r.results[0].reason,
+    new RegExp(`which is domain ${vm2.id}'s frame, not domain ${vm.id}'s`),
+  );
+  const x = bare.mmuUpdate([pvUpdate(t * 4096 + 8, 1n)]); // mfn 0: the hypervisor's
+  assert.match(x.results[0].reason, /mfn 0x0, which is the hypervisor's frame/);
 });

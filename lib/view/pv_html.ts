@@ -1,6 +1,7 @@
 /**
  * Views of Xen PV direct paging: the page-type table (frames, owner, type,
- * counts, pinned) and a hypercall's result batch, as text and HTML. Pure
+ * counts, pinned), a hypercall's result batch and a multicall's calls, as
+ * text and HTML. Pure
  * functions of plain records; they never touch the model.
  *
  * @module
@@ -26,7 +27,7 @@ export interface PageTypeRow {
   readonly mfn: number;
   /** Its gfn by the M2P, if any. */
   readonly gfn: number | undefined;
-  /** Owner in words ("dom1", "Xen", "free"). */
+  /** Owner in words: "dom1", "dom2", … for a domain, "Xen" for a hypervisor frame, "free" for an unallocated one. */
   readonly owner: string;
   /** Page type name. */
   readonly type: string;
@@ -218,4 +219,76 @@ export function pvBatchToHtml(b: PvBatchView): string {
   }</b>: ${b.done} of ${b.results.length} done${
     b.rc === 0 ? "" : `, <b>-${escapeXml(b.rc)}</b>`
   }<table style="border-collapse:collapse"><tr><th>#</th><th>result</th><th>request</th><th>reason</th></tr>${rows}</table></div>`;
+}
+
+/**
+ * What the multicall views need: the carried calls' results.
+ *
+ * @example
+ * ```ts
+ * import type { PvMulticallView } from "./pv_html.ts";
+ * import assert from "node:assert/strict";
+ * const m: PvMulticallView = { calls: [{ hypercall: "mmuext_op", done: 1, rc: 0, results: [] }] };
+ * assert.equal(m.calls.length, 1);
+ * ```
+ */
+export interface PvMulticallView {
+  /** One batch per carried call. */
+  readonly calls: readonly PvBatchView[];
+}
+
+function multicallSummary(m: PvMulticallView): string {
+  const bad = m.calls.filter((c) => c.rc !== 0).length;
+  const ops = m.calls.reduce((n, c) => n + c.results.length, 0);
+  return `multicall: ${m.calls.length} call${
+    m.calls.length === 1 ? "" : "s"
+  }, ${ops} operation${ops === 1 ? "" : "s"}, ${
+    bad === 0 ? "all ok" : `${bad} refused`
+  }`;
+}
+
+/**
+ * A multicall as text: a summary line (one entry into Xen), then each
+ * carried call indented.
+ *
+ * @example
+ * ```ts
+ * import { pvMulticallToText } from "./pv_html.ts";
+ * import assert from "node:assert/strict";
+ * const t = pvMulticallToText({ calls: [
+ *   { hypercall: "mmu_update", done: 1, rc: 0, results: [{ index: 0, what: "L1 0x5[0] = 0x7005", code: "ok", reason: "" }] },
+ *   { hypercall: "mmuext_op", done: 0, rc: "EINVAL", results: [{ index: 0, what: "unpin 0x5", code: "EINVAL", reason: "not pinned" }] }] });
+ * assert.match(t, /^multicall: 2 calls, 2 operations, 1 refused/);
+ * assert.match(t, /\n  \[1\] mmuext_op: 0 of 1 done, -EINVAL/);
+ * ```
+ */
+export function pvMulticallToText(m: PvMulticallView): string {
+  const lines = [multicallSummary(m)];
+  m.calls.forEach((c, i) => {
+    for (const [k, l] of pvBatchToText(c).split("\n").entries()) {
+      lines.push(k === 0 ? `  [${i}] ${l}` : `    ${l}`);
+    }
+  });
+  return lines.join("\n");
+}
+
+/**
+ * A multicall as HTML: the summary, then each call's table.
+ *
+ * @example
+ * ```ts
+ * import { pvMulticallToHtml } from "./pv_html.ts";
+ * import assert from "node:assert/strict";
+ * const h = pvMulticallToHtml({ calls: [
+ *   { hypercall: "mmuext_op", done: 1, rc: 0, results: [{ index: 0, what: "pin-l4 <0x9>", code: "ok", reason: "" }] }] });
+ * assert.match(h, /multicall: 1 call, 1 operation, all ok/);
+ * assert.match(h, /pin-l4 &lt;0x9&gt;/);
+ * ```
+ */
+export function pvMulticallToHtml(m: PvMulticallView): string {
+  return `<div style="font-family:${escapeXml(FONT_SANS)}"><b>${
+    escapeXml(multicallSummary(m))
+  }</b> (one entry into Xen)<ol start="0" style="margin:2px 0">${
+    m.calls.map((c) => `<li>${pvBatchToHtml(c)}</li>`).join("")
+  }</ol></div>`;
 }

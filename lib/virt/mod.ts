@@ -181,4 +181,7 @@ export {
   pvBatchToHtml,
   pvBatchToText,
   type PvBatchView,
+  pvMulticallToHtml,
+  pvMulticallToText,
+  type PvMulticallView,
 } from "../view/pv_html.ts";

@@ -236,6 +236,12 @@ const PTE_PS = 0x80;
 const PTE_PROTNONE = 0x200;
 const NX_HI = 0x80000000;
 const TWO32 = 4294967296;
+/** Linux's multicall buffer size (`MC_BATCH`, arch/x86/xen/multicalls.h). */
+const MC_BATCH = 32;
+/** One entry of the PV kernel's multicall buffer (mutable while queued). */
+type McEntry =
+  | { op: "mmu_update"; requests: PvUpdate[] }
+  | { op: "mmuext_op"; ops: PvMmuextOp[] };
 const LEVEL_SHIFT = [0, 12, 21, 30, 39];
 
 /**
@@ -573,6 +579,30 @@ export interface GuestOsOptions {
    * guest-physical terms) or "pv" (Xen PV direct paging: its tables hold
    * machine frames, written by hypercall; needs a {@linkcode PvScheme}
    * and a Xen domain; the default scheme is then a new `PvScheme`).
+   *
+   * The PV kernel follows PV Linux (`arch/x86/xen/mmu_pv.c`): a new
+   * address space (spawn, a fork's child) is built **unpinned**: its
+   * tables are ordinary writable memory to Xen, upper entries are plain
+   * stores and PTEs go by `mmu_update` (plain writes for Xen). When it is
+   * complete the whole tree is **pinned** at once (`xen_pgd_pin`, from
+   * `xen_dup_mmap` / `xen_activate_mm`, `xen_enter_mmap` in newer
+   * kernels): one multicall that makes every table frame read-only in the
+   * direct map (top level last), pins each L1 (split PTE locks) and then
+   * pins the L4, which validates the tree. A table added to a pinned tree
+   * is made read-only (and an L1 pinned) in one batch (`xen_alloc_ptpage`)
+   * before the upper entry that links it is written by `mmu_update`; a
+   * table freed from a pinned tree is unpinned and made writable again
+   * (`xen_release_ptpage`). At exit the tree is unpinned as a whole in one
+   * multicall (`xen_pgd_unpin` from `xen_exit_mmap`), after which the
+   * teardown is plain memory writes. Batches follow Linux's multicall
+   * buffer: up to 32 entries (`MC_BATCH`), a batch of one entry issued as
+   * that hypercall directly; `update_va_mapping` of a direct-map PTE is
+   * modelled as a one-request `mmu_update` entry of its own.
+   * Simplified: exec keeps the process's L4 (Linux builds a new mm): it
+   * switches CR3 to the kernel's table and unpins the tree in one
+   * multicall, tears it down with plain writes, pins the emptied L4
+   * (one multicall) and loads it (`NEW_BASEPTR`), three entries into Xen
+   * as for Linux's pin-new, load, unpin-old.
    */
   kernel?: "hvm" | "pv";
 }
@@ -872,6 +902,12 @@ export class GuestOs {
   #pv: PvScheme | undefined = undefined;
   #pvView: PvTableView | undefined = undefined;
   #batch: PvUpdate[] | undefined = undefined;
+  /** Table frames (gpa → level) that are pinned in Linux's sense (`PagePinned`): read-only, page tables in Xen's eyes. */
+  #pvPinned = new Map<number, number>();
+  /** Linux's multicall buffer. */
+  #mc: McEntry[] = [];
+  /** A whole-address-space teardown of an unpinned tree (Linux's fullmm): plain stores. */
+  #fullmm = false;
 
   /**
    * Boot a guest OS in `domain`: attach the scheme, build the kernel half
@@ -1039,6 +1075,16 @@ export class GuestOs {
       return;
     }
     const [mlo, mhi] = this.#toMachine(lo, hi);
+    if (
+      !this.#pvPinned.has(ea - (ea % FRAME_SIZE)) &&
+      (level > 1 || this.#fullmm)
+    ) {
+      // not (yet) a page table in Xen's eyes: a plain store (native_set_pmd)
+      const raw = this.domain.memory.unwatched;
+      raw.write32(ea, mlo);
+      raw.write32(ea + 4, mhi);
+      return;
+    }
     const req = { ptr: this.#ma(ea), lo: mlo, hi: mhi };
     if (this.#batch !== undefined && level === 1) {
       this.#batch.push(req);
@@ -1065,29 +1111,18 @@ export class GuestOs {
     return t + 8 * Number((va >> 12n) & 511n);
   }
 
-  #directVa(gpa: number): LinearAddress {
-    return LinearAddress.from(DIRECT_MAP.toBigInt() + BigInt(gpa));
-  }
-
-  /**
-   * A frame becomes a page table (Linux's `xen_alloc_ptpage`): its direct
-   * map PTE made read-only (a table is never mapped writable), the stale
-   * translation flushed, the table pinned at its level.
-   */
-  #pvMakeTable(gpa: number, level: number): void {
-    this.#pvFlushBatch();
+  /** The request that makes the direct map's PTE for `gpa` read-only or writable (`__set_pfn_prot`). */
+  #directPteReq(gpa: number, writable: boolean): PvUpdate {
     const slot = this.#directPte(gpa);
     const m = this.frames.memory;
     const lo = m.read32(slot), hi = m.read32(slot + 4);
-    this.#pvUpdates([{
+    return {
       ptr: this.#ma(slot),
-      ...this.#machinePair((lo & ~PTE_RW) >>> 0, hi),
-    }]);
-    const v = this.#directVa(gpa);
-    this.#c.invlpgs++;
-    this.scheme.invlpg(v.hi, v.lo);
-    const mfn = this.#ma(gpa) / FRAME_SIZE;
-    this.#pvExt([{ cmd: `pin-l${level}` as "pin-l1", mfn }]);
+      ...this.#machinePair(
+        (writable ? lo | PTE_RW : lo & ~PTE_RW) >>> 0,
+        hi,
+      ),
+    };
   }
 
   #machinePair(lo: number, hi: number): { lo: number; hi: number } {
@@ -1095,16 +1130,134 @@ export class GuestOs {
     return { lo: a, hi: b };
   }
 
-  /** The inverse (Linux's `xen_release_ptpage`): unpin, direct map writable again. */
+  #mfnOf(gpa: number): number {
+    return this.#ma(gpa) / FRAME_SIZE;
+  }
+
+  /** A new multicall entry (`__xen_mc_entry`); a full buffer is issued first. */
+  #mcEntry(e: McEntry): void {
+    if (this.#mc.length === MC_BATCH) this.#mcIssue();
+    this.#mc.push(e);
+  }
+
+  /** `MULTI_update_va_mapping` of a direct-map PTE, as an `mmu_update` entry of its own. */
+  #mcDirectMap(gpa: number, writable: boolean): void {
+    this.#mcEntry({
+      op: "mmu_update",
+      requests: [this.#directPteReq(gpa, writable)],
+    });
+  }
+
+  /** `xen_extend_mmuext_op`: join the last entry if it is an mmuext_op. */
+  #mcExt(op: PvMmuextOp): void {
+    const last = this.#mc[this.#mc.length - 1];
+    if (last !== undefined && last.op === "mmuext_op") last.ops.push(op);
+    else this.#mcEntry({ op: "mmuext_op", ops: [op] });
+  }
+
+  /** `xen_mc_flush`: nothing, the one call directly, or one multicall. */
+  #mcIssue(): void {
+    const mc = this.#mc;
+    if (mc.length === 0) return;
+    this.#mc = [];
+    if (mc.length === 1) {
+      const e = mc[0];
+      if (e.op === "mmu_update") this.#pvUpdates(e.requests);
+      else this.#pvExt(e.ops);
+      return;
+    }
+    const r = this.#pv!.multicall(mc);
+    if (!r.ok) {
+      throw new Error(
+        `internal: Xen refused part of the PV kernel's multicall:\n${r}`,
+      );
+    }
+  }
+
+  /**
+   * A table added to a pinned tree (Linux's `xen_alloc_ptpage`): its
+   * direct-map PTE made read-only and, for an L1, the table pinned, in one
+   * batch. Nothing for a tree that is not pinned yet.
+   */
+  #pvMakeTable(p: Process, gpa: number, level: number): void {
+    if (!this.#pvPinned.has(p.root)) return;
+    this.#pvFlushBatch();
+    this.#pvPinned.set(gpa, level);
+    this.#mcDirectMap(gpa, false);
+    if (level === 1) this.#mcExt({ cmd: "pin-l1", mfn: this.#mfnOf(gpa) });
+    this.#mcIssue();
+  }
+
+  /** The inverse (Linux's `xen_release_ptpage`): unpin an L1, direct map writable again; nothing if not pinned. */
   #pvReleaseTable(gpa: number): void {
-    this.#pvExt([{ cmd: "unpin", mfn: this.#ma(gpa) / FRAME_SIZE }]);
-    const slot = this.#directPte(gpa);
+    const level = this.#pvPinned.get(gpa);
+    if (level === undefined) return;
+    this.#pvPinned.delete(gpa);
+    if (level === 1) this.#mcExt({ cmd: "unpin", mfn: this.#mfnOf(gpa) });
+    this.#mcDirectMap(gpa, true);
+    this.#mcIssue();
+  }
+
+  /** The tables of `root`'s user half in Linux's walk order (`__xen_pgd_walk`: each L3, its L2s, their L1s; the L4 last). */
+  #pvTree(root: number): { t: number; level: number }[] {
     const m = this.frames.memory;
-    const lo = m.read32(slot), hi = m.read32(slot + 4);
-    this.#pvUpdates([{
-      ptr: this.#ma(slot),
-      ...this.#machinePair((lo | PTE_RW) >>> 0, hi),
-    }]);
+    const out: { t: number; level: number }[] = [];
+    const visit = (t: number, level: number) => {
+      out.push({ t, level });
+      if (level === 1) return;
+      for (let i = 0; i < 512; i++) {
+        const lo = m.read32(t + 8 * i);
+        if ((lo & PTE_P) === 0 || (lo & PTE_PS) !== 0) continue;
+        visit(entryAddr(lo, m.read32(t + 8 * i + 4)), level - 1);
+      }
+    };
+    for (let i = 0; i < 256; i++) {
+      const lo = m.read32(root + 8 * i);
+      if ((lo & PTE_P) === 0) continue;
+      visit(entryAddr(lo, m.read32(root + 8 * i + 4)), 3);
+    }
+    out.push({ t: root, level: 4 });
+    return out;
+  }
+
+  /**
+   * Pin `p`'s whole tree (Linux's `xen_pgd_pin`): every table read-only in
+   * the direct map (the L4 last), each L1 pinned after it, then
+   * `PIN_L4_TABLE`, which validates the tree; one batch.
+   */
+  #pvPin(p: Process): void {
+    this.#pvFlushBatch();
+    for (const { t, level } of this.#pvTree(p.root)) {
+      this.#pvPinned.set(t, level);
+      this.#mcDirectMap(t, false);
+      if (level === 1) this.#mcExt({ cmd: "pin-l1", mfn: this.#mfnOf(t) });
+    }
+    this.#mcExt({ cmd: "pin-l4", mfn: this.#mfnOf(p.root) });
+    this.#mcIssue();
+  }
+
+  /**
+   * Unpin `p`'s whole tree (Linux's `xen_pgd_unpin`): `UNPIN` the L4
+   * (devalidating the tree), then every table writable again, each L1
+   * unpinned first; one batch. With `leaveCr3`, CR3 is first moved to the
+   * kernel's table in the same batch.
+   */
+  #pvUnpin(p: Process, leaveCr3: boolean): void {
+    if (!this.#pvPinned.has(p.root)) return;
+    this.#pvFlushBatch();
+    if (leaveCr3) {
+      this.#mcExt({
+        cmd: "new-baseptr",
+        mfn: this.#mfnOf(this.kernelTable.root),
+      });
+    }
+    this.#mcExt({ cmd: "unpin", mfn: this.#mfnOf(p.root) });
+    for (const { t, level } of this.#pvTree(p.root)) {
+      this.#pvPinned.delete(t);
+      if (level === 1) this.#mcExt({ cmd: "unpin", mfn: this.#mfnOf(t) });
+      this.#mcDirectMap(t, true);
+    }
+    this.#mcIssue();
   }
 
   /**
@@ -1182,6 +1335,7 @@ export class GuestOs {
       cmd: "pin-l4",
       mfn: this.#ma(this.kernelTable.root) / FRAME_SIZE,
     }]);
+    for (const { t, level } of tables) this.#pvPinned.set(t, level);
   }
 
   #newTable(): PageTable<Memory, GuestFrameAllocator> {
@@ -1279,14 +1433,13 @@ export class GuestOs {
     const m = this.frames.memory;
     const kroot = this.kernelTable.root;
     if (this.#pv !== undefined) {
-      // pgd_alloc: a plain copy of the kernel's (machine) entries while the
-      // new root is still ordinary memory, then pinned (validated) as an L4
+      // pgd_alloc: a plain copy of the kernel's (machine) entries; the new
+      // root stays ordinary memory until the whole tree is pinned
       const raw = this.domain.memory.unwatched;
       for (let i = 256; i < 512; i++) {
         raw.write32(pt.root + 8 * i, raw.read32(kroot + 8 * i));
         raw.write32(pt.root + 8 * i + 4, raw.read32(kroot + 8 * i + 4));
       }
-      this.#pvMakeTable(pt.root, 4);
       return pt;
     }
     for (let i = 256; i < 512; i++) {
@@ -1313,6 +1466,7 @@ export class GuestOs {
     const pid = this.#nextPid++;
     const pt = this.#newAddressSpace();
     const p = new Process(pid, name ?? `p${pid}`, 0, pt);
+    if (this.#pv !== undefined) this.#pvPin(p); // xen_activate_mm
     this.#procs.set(pid, p);
     return p;
   }
@@ -1383,7 +1537,7 @@ export class GuestOs {
       const lo = m.read32(ea), hi = m.read32(ea + 4);
       if ((lo & PTE_P) === 0) {
         const t = this.frames.alloc();
-        if (this.#pv !== undefined) this.#pvMakeTable(t, level - 1);
+        if (this.#pv !== undefined) this.#pvMakeTable(p, t, level - 1);
         const [nlo, nhi] = encodeTable(this.mode, level, t);
         this.#setEntry(
           p.pageTable,
@@ -1694,6 +1848,7 @@ export class GuestOs {
       throw this.#oom(e, `fork of pid ${parent.pid}`);
     }
     this.#flush(parent, flushPages, false);
+    if (this.#pv !== undefined) this.#pvPin(child); // xen_dup_mmap
     this.#procs.set(cpid, child);
     return child;
   }
@@ -1707,6 +1862,18 @@ export class GuestOs {
 
   /** Free every user page and table of `p`, and its root (not running). */
   #teardown(p: Process): void {
+    if (this.#pv !== undefined) {
+      this.#pvUnpin(p, false); // xen_exit_mmap
+      this.#fullmm = true;
+    }
+    try {
+      this.#teardownTables(p);
+    } finally {
+      this.#fullmm = false;
+    }
+  }
+
+  #teardownTables(p: Process): void {
     this.#batched(() => {
       const release: number[] = [];
       const freed = this.#forRange(p, 0, USER_END, (va, ea, lo, hi) => {
@@ -1727,18 +1894,34 @@ export class GuestOs {
     this.#count("exec");
     const p = this.#proc(pid);
     p.vmaList = [];
-    this.#batched(() => {
-      const release: number[] = [];
-      const flushPages: number[] = [];
-      const freed = this.#forRange(p, 0, USER_END, (va, ea, lo, hi) => {
-        if (lo & PTE_P) flushPages.push(va);
-        release.push(entryAddr(lo, hi));
-        this.#writePte(p, va, ea, 0, 0);
-      }, true);
-      this.#flush(p, flushPages, freed.length > 0);
-      for (const gpa of release) this.frames.unref(gpa);
-      this.#freeTables(freed);
-    });
+    const pv = this.#pv !== undefined;
+    const running = p === this.#current;
+    if (pv) {
+      this.#pvUnpin(p, running);
+      this.#fullmm = true;
+    }
+    try {
+      this.#batched(() => {
+        const release: number[] = [];
+        const flushPages: number[] = [];
+        const freed = this.#forRange(p, 0, USER_END, (va, ea, lo, hi) => {
+          if (lo & PTE_P) flushPages.push(va);
+          release.push(entryAddr(lo, hi));
+          this.#writePte(p, va, ea, 0, 0);
+        }, true);
+        if (!pv) this.#flush(p, flushPages, freed.length > 0);
+        for (const gpa of release) this.frames.unref(gpa);
+        this.#freeTables(freed);
+      });
+    } finally {
+      this.#fullmm = false;
+    }
+    if (pv) {
+      this.#pvPin(p); // the emptied L4 (Linux: the new mm, xen_activate_mm)
+      if (running) {
+        this.#pvExt([{ cmd: "new-baseptr", mfn: this.#mfnOf(p.root) }]);
+      }
+    }
   }
 
   /**

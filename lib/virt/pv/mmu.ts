@@ -11,6 +11,11 @@
  * - `mmuext_op` ({@linkcode PvMmu.mmuextOp}): `PIN_L1..L4_TABLE` (validate
  *   a whole tree once, recursively, and hold it), `UNPIN_TABLE`,
  *   `NEW_BASEPTR` (load CR3), `INVLPG_LOCAL`, `TLB_FLUSH_LOCAL`.
+ * - `multicall` ({@linkcode PvMmu.multicall}): one hypercall, one entry
+ *   into Xen, that carries several `mmu_update` / `mmuext_op` calls; Xen
+ *   runs every call (a failed one does not stop the rest) and stores each
+ *   call's result (`do_multicall`). PV Linux queues its page-table work in
+ *   such batches (`xen_mc_batch` … `xen_mc_issue`).
  * - writable page tables ({@linkcode PvMmu.ptwrUpdate}): a guest store to an
  *   L1 it maps read-only traps; the hypervisor validates the new entry and
  *   emulates the store (`ptwr_emulated_update`).
@@ -43,7 +48,8 @@
  * Simplified (not modelled): 64-bit guests only, one vCPU, no grant
  * tables, no DOMID_IO / foreign (`pg_owner`) updates, no
  * `MMU_MACHPHYS_UPDATE` or `MMU_PT_UPDATE_PRESERVE_AD` (`EINVAL`), no
- * multicalls, no preemption, no superpages, no separate user L4 (the
+ * `update_va_mapping` (a multicall carries only `mmu_update` and
+ * `mmuext_op`; the guest names the PTE by machine address), no preemption, no superpages, no separate user L4 (the
  * guest kernel runs at CPL 0 here, not ring 3), Xen's own entries in L4
  * slots 256–271 (the slots stay empty), no TLB (the MMU walks on every
  * access, so INVLPG and flushes are counted only).
@@ -57,7 +63,12 @@ import type { Domain } from "../domain.ts";
 import { FRAME_SIZE } from "../frames.ts";
 import type { Host, HypervisorKind } from "../host.ts";
 import { PageInfoTable, PGT_WRITABLE } from "./page_info.ts";
-import { pvBatchToHtml, pvBatchToText } from "../../view/pv_html.ts";
+import {
+  pvBatchToHtml,
+  pvBatchToText,
+  pvMulticallToHtml,
+  pvMulticallToText,
+} from "../../view/pv_html.ts";
 
 /**
  * A refusal code (Xen-style errno names).
@@ -251,6 +262,87 @@ export class PvBatchResult {
 }
 
 /**
+ * One call carried by a multicall: an `mmu_update` batch or an
+ * `mmuext_op` batch.
+ *
+ * @example
+ * ```ts
+ * import { pvUpdate, type PvMulticallEntry } from "./mmu.ts";
+ * import assert from "node:assert/strict";
+ * const calls: PvMulticallEntry[] = [
+ *   { op: "mmu_update", requests: [pvUpdate(0x5008, 0x7005n)] },
+ *   { op: "mmuext_op", ops: [{ cmd: "pin-l1", mfn: 7 }] },
+ * ];
+ * assert.equal(calls.length, 2);
+ * ```
+ */
+export type PvMulticallEntry =
+  | { readonly op: "mmu_update"; readonly requests: readonly PvUpdate[] }
+  | { readonly op: "mmuext_op"; readonly ops: readonly PvMmuextOp[] };
+
+/**
+ * The outcome of a multicall: one {@linkcode PvBatchResult} per carried
+ * call (every call ran). Has a rich display.
+ *
+ * @example
+ * ```ts
+ * import { Host } from "../host.ts";
+ * import { PvMmu, pvUpdate } from "./mmu.ts";
+ * import assert from "node:assert/strict";
+ * const host = new Host({ memory: 4 * 2 ** 20 });
+ * const vm = host.createDomain({ memory: 16 * 4096 });
+ * const mmu = new PvMmu(host, vm);
+ * const [t, d] = [vm.p2m(1)!, vm.p2m(2)!];
+ * const r = mmu.multicall([
+ *   { op: "mmu_update", requests: [pvUpdate(t * 4096, BigInt(d * 4096 + 1))] },
+ *   { op: "mmuext_op", ops: [{ cmd: "unpin", mfn: t }] },       // not pinned: refused
+ *   { op: "mmuext_op", ops: [{ cmd: "pin-l1", mfn: t }] },      // still runs
+ * ]);
+ * assert.deepEqual(r.calls.map((c) => c.rc), [0, "EINVAL", 0]);
+ * assert.equal(r.ok, false);
+ * assert.equal(mmu.counters.hypercalls, 1);                    // one entry into Xen
+ * assert.match(r.toString(), /multicall: 3 calls, 3 operations, 1 refused/);
+ * ```
+ */
+export class PvMulticallResult {
+  /** Per-call results, in order. */
+  readonly calls: readonly PvBatchResult[];
+
+  /** Made by {@linkcode PvMmu.multicall}. */
+  constructor(calls: readonly PvBatchResult[]) {
+    this.calls = calls;
+  }
+
+  /** Whether every call succeeded. */
+  get ok(): boolean {
+    return this.calls.every((c) => c.ok);
+  }
+
+  /** Operations carried (requests and mmuext ops of all calls). */
+  get operations(): number {
+    return this.calls.reduce((n, c) => n + c.results.length, 0);
+  }
+
+  /** A summary line, then each call. */
+  toString(): string {
+    return pvMulticallToText(this);
+  }
+
+  /** Jupyter rich display. */
+  [Symbol.for("Jupyter.display")](): Record<string, string> {
+    return {
+      "text/plain": pvMulticallToText(this),
+      "text/html": pvMulticallToHtml(this),
+    };
+  }
+
+  /** REPL display. */
+  [Symbol.for("Deno.customInspect")](): string {
+    return pvMulticallToText(this);
+  }
+}
+
+/**
  * Counters of the PV hypervisor.
  *
  * @example
@@ -265,12 +357,18 @@ export class PvBatchResult {
  * ```
  */
 export interface PvCounters {
-  /** Hypercalls (mmu_update + mmuext_op). */
+  /** Hypercalls, i.e. entries into Xen: direct mmu_update and mmuext_op calls plus multicalls (a multicall counts once, however many calls it carries). */
   readonly hypercalls: number;
-  /** mmu_update hypercalls. */
+  /** mmu_update calls (direct, or carried in a multicall). */
   readonly mmuUpdateCalls: number;
-  /** mmuext_op hypercalls. */
+  /** mmuext_op calls (direct, or carried in a multicall). */
   readonly mmuextCalls: number;
+  /** multicall hypercalls. */
+  readonly multicalls: number;
+  /** Calls carried by multicalls (each also counted in mmuUpdateCalls / mmuextCalls). */
+  readonly multicalledCalls: number;
+  /** mmuext operations done or refused (all calls). */
+  readonly mmuextOps: number;
   /** Entry updates done by mmu_update (all batches). */
   readonly updates: number;
   /** Updates that took the fast path (same frame, safe flags only). */
@@ -376,6 +474,9 @@ export class PvMmu {
   #c = {
     mmuUpdateCalls: 0,
     mmuextCalls: 0,
+    multicalls: 0,
+    multicalledCalls: 0,
+    mmuextOps: 0,
     updates: 0,
     fastPathUpdates: 0,
     plainWrites: 0,
@@ -450,7 +551,8 @@ export class PvMmu {
   /** Counters. */
   get counters(): PvCounters {
     return {
-      hypercalls: this.#c.mmuUpdateCalls + this.#c.mmuextCalls,
+      hypercalls: this.#c.mmuUpdateCalls + this.#c.mmuextCalls -
+        this.#c.multicalledCalls + this.#c.multicalls,
       ...this.#c,
       refused: { ...this.#refused },
     };
@@ -471,7 +573,7 @@ export class PvMmu {
     if (!(mfn >= 0 && mfn < this.#frames)) {
       throw new Refusal(
         "EINVAL",
-        `${what} mfn ${hexPhys(mfn)} lies beyond machine memory`,
+        `${what} mfn ${hexPhys(mfn)}, which lies beyond machine memory`,
       );
     }
     const o = this.host.ownerIdOf(mfn);
@@ -485,7 +587,7 @@ export class PvMmu {
         "EPERM",
         `${what} mfn ${
           hexPhys(mfn)
-        } is ${who} frame, not domain ${this.#dom}'s`,
+        }, which is ${who} frame, not domain ${this.#dom}'s`,
       );
     }
   }
@@ -800,6 +902,11 @@ export class PvMmu {
    * first refusal (the rest are `not-run`).
    */
   mmuUpdate(requests: readonly PvUpdate[]): PvBatchResult {
+    PvMmu.#checkRequests(requests);
+    return this.#mmuUpdate(requests);
+  }
+
+  static #checkRequests(requests: readonly PvUpdate[]): void {
     if (!Array.isArray(requests)) {
       throw new TypeError(
         `requests ${
@@ -807,6 +914,9 @@ export class PvMmu {
         } are invalid: expected an array of { ptr, lo, hi }`,
       );
     }
+  }
+
+  #mmuUpdate(requests: readonly PvUpdate[]): PvBatchResult {
     this.#c.mmuUpdateCalls++;
     const out: PvRequestResult[] = [];
     let failed = false;
@@ -911,6 +1021,11 @@ export class PvMmu {
 
   /** `HYPERVISOR_mmuext_op`: apply `ops` in order, stopping at the first refusal. */
   mmuextOp(ops: readonly PvMmuextOp[]): PvBatchResult {
+    PvMmu.#checkOps(ops);
+    return this.#mmuextOp(ops);
+  }
+
+  static #checkOps(ops: readonly PvMmuextOp[]): void {
     if (!Array.isArray(ops)) {
       throw new TypeError(
         `ops ${
@@ -918,6 +1033,9 @@ export class PvMmu {
         } are invalid: expected an array of { cmd, mfn?, va? }`,
       );
     }
+  }
+
+  #mmuextOp(ops: readonly PvMmuextOp[]): PvBatchResult {
     this.#c.mmuextCalls++;
     const out: PvRequestResult[] = [];
     let failed = false;
@@ -933,6 +1051,7 @@ export class PvMmu {
         out.push({ index, what, code: "not-run", reason: "" });
         return;
       }
+      this.#c.mmuextOps++;
       try {
         this.#ext(op);
         out.push({ index, what, code: "ok", reason: "" });
@@ -943,6 +1062,43 @@ export class PvMmu {
       }
     });
     return new PvBatchResult("mmuext_op", out);
+  }
+
+  /**
+   * `HYPERVISOR_multicall`: one entry into Xen that runs every call of
+   * `calls` in order. A refused call does not stop the others (Xen's
+   * `do_multicall` stores each call's result and goes on); the result
+   * holds one {@linkcode PvBatchResult} per call. Malformed entries are a
+   * `TypeError` before anything runs.
+   */
+  multicall(calls: readonly PvMulticallEntry[]): PvMulticallResult {
+    if (!Array.isArray(calls)) {
+      throw new TypeError(
+        `calls ${
+          String(calls)
+        } are invalid: expected an array of { op: "mmu_update", requests } or { op: "mmuext_op", ops }`,
+      );
+    }
+    calls.forEach((c, i) => {
+      if (c?.op === "mmu_update") PvMmu.#checkRequests(c.requests);
+      else if (c?.op === "mmuext_op") PvMmu.#checkOps(c.ops);
+      else {
+        throw new TypeError(
+          `multicall entry ${i} op ${
+            JSON.stringify((c as { op?: unknown })?.op)
+          } is invalid: expected "mmu_update" or "mmuext_op"`,
+        );
+      }
+    });
+    this.#c.multicalls++;
+    this.#c.multicalledCalls += calls.length;
+    return new PvMulticallResult(
+      calls.map((c) =>
+        c.op === "mmu_update"
+          ? this.#mmuUpdate(c.requests)
+          : this.#mmuextOp(c.ops)
+      ),
+    );
   }
 
   // ---- the invariant checker --------------------------------------------------

@@ -2,9 +2,18 @@
  * Xen PV direct paging as an {@linkcode MmuScheme}: the MMU walks the
  * guest's own tables, which hold machine frame numbers, from a CR3 that is
  * a machine address; the guest changes them only through the hypervisor
- * ({@linkcode PvMmu}). Every hypercall and every writable-page-table trap
- * counts as a VM exit (reasons `hypercall` and `ptwr`), so event counts
- * compare with shadow and nested paging.
+ * ({@linkcode PvMmu}). Every entry into Xen counts as a VM exit, so event
+ * counts compare with shadow and nested paging:
+ *
+ * - `hypercall`: each `mmu_update`, `mmuext_op` or `multicall` (a
+ *   multicall is one entry, however many calls it carries);
+ * - `ptwr`: a writable-page-table trap that Xen emulated;
+ * - `pf-bounce`: every #PF the guest receives. A PV guest has no IDT of
+ *   its own: Xen owns it, takes the fault, and bounces it to the guest
+ *   kernel's handler (on 32- and 64-bit PV alike; the Xen paper: "each
+ *   page fault under Xen costs two transitions into Xen", the fault and
+ *   the update hypercall). A trapped store that Xen refuses to emulate is
+ *   one such bounce. Counted also as the extra counter `pfBounces`.
  *
  * What the guest kernel does through it (see `GuestOs` with `kernel:
  * "pv"`): `loadCr3(gpa)` is `xen_write_cr3`, i.e. the pfn is turned into
@@ -38,7 +47,7 @@ import {
   WalkScratch,
 } from "../../paging/walker.ts";
 import type { Memory } from "../../memory/memory.ts";
-import { FRAME_SIZE } from "../frames.ts";
+import { FRAME_SIZE, OWNER_FREE, OWNER_HYPERVISOR } from "../frames.ts";
 import type { Host, HypervisorKind } from "../host.ts";
 import {
   BaseScheme,
@@ -52,9 +61,12 @@ import {
 } from "../scheme.ts";
 import {
   type PvBatchResult,
+  type PvErrno,
   PvMmu,
   type PvMmuextOp,
   type PvMmuOptions,
+  type PvMulticallEntry,
+  type PvMulticallResult,
   type PvUpdate,
 } from "./mmu.ts";
 import {
@@ -77,6 +89,9 @@ import {
 export interface PvSchemeOptions extends SchemeOptions, PvMmuOptions {}
 
 const TWO32 = 4294967296;
+
+/** What the writable-page-table path made of a faulting store. */
+type PtwrOutcome = "emulated" | "not-ptwr" | PvErrno;
 
 /**
  * PV direct paging: walk machine-frame tables, hypercalls for updates.
@@ -109,6 +124,7 @@ export class PvScheme extends BaseScheme {
   #mem: Memory | undefined = undefined;
   #s = new WalkScratch();
   #walks = 0;
+  #bounces = 0;
 
   /** Create an unattached PV scheme. */
   constructor(options: PvSchemeOptions = {}) {
@@ -180,6 +196,19 @@ export class PvScheme extends BaseScheme {
     return r;
   }
 
+  /** `HYPERVISOR_multicall` (one VM exit for all the calls it carries). */
+  multicall(calls: readonly PvMulticallEntry[]): PvMulticallResult {
+    const r = this.mmu.multicall(calls);
+    this.vmExit(
+      undefined,
+      "hypercall",
+      undefined,
+      undefined,
+      r.toString().split("\n")[0],
+    );
+    return r;
+  }
+
   /** `HYPERVISOR_mmuext_op` (one VM exit). */
   mmuextOp(ops: readonly PvMmuextOp[]): PvBatchResult {
     const r = this.mmu.mmuextOp(ops);
@@ -208,16 +237,28 @@ export class PvScheme extends BaseScheme {
     this.#walks++;
     const r = walkInto(s, this.#mode!, this.#mem!, base, vaHi, vaLo, flags);
     if (r === WALK_PF) {
+      let ptwr: PtwrOutcome = "not-ptwr";
       if (
         (flags & ACCESS_WRITE) !== 0 && (flags & ACCESS_USER) === 0 &&
         (s.errorCode & PFEC_P) !== 0 && (size === 4)
       ) {
-        const done = this.#ptwr(state, base, vaHi, vaLo, value);
-        if (done) return GUEST_OK;
+        ptwr = this.#ptwr(state, base, vaHi, vaLo, value);
+        if (ptwr === "emulated") return GUEST_OK;
       }
       state.errorCode = s.errorCode;
       state.reason = s.reason;
       state.level = s.leafLevel;
+      // Xen owns the IDT: the #PF enters Xen and is bounced to the guest
+      this.#bounces++;
+      this.vmExit(
+        state,
+        "pf-bounce",
+        hex64(vaHi, vaLo),
+        undefined,
+        ptwr === "not-ptwr"
+          ? "#PF bounced to the guest"
+          : `ptwr refused ${ptwr}: #PF bounced to the guest`,
+      );
       return GUEST_PF;
     }
     if (r === WALK_GP) {
@@ -239,7 +280,9 @@ export class PvScheme extends BaseScheme {
 
   /**
    * The writable-page-table trap: find the leaf without setting A/D; if it
-   * maps one of the domain's validated L1 tables, validate and emulate.
+   * maps one of the domain's validated L1 tables, validate and emulate
+   * (one `ptwr` exit). A refusal is reported, and the caller bounces the
+   * #PF (that same entry into Xen, counted as `pf-bounce`).
    */
   #ptwr(
     state: GuestAccessState,
@@ -247,7 +290,7 @@ export class PvScheme extends BaseScheme {
     vaHi: number,
     vaLo: number,
     value: number,
-  ): boolean {
+  ): PtwrOutcome {
     const m = this.#mem!;
     const mmu = this.#mmu!;
     let table = base;
@@ -263,32 +306,29 @@ export class PvScheme extends BaseScheme {
       const ea = table + 8 * idx;
       lo = m.read32(ea);
       hi = m.read32(ea + 4);
-      if ((lo & 1) === 0 || (level > 1 && (lo & 0x80) !== 0)) return false;
+      if ((lo & 1) === 0 || (level > 1 && (lo & 0x80) !== 0)) return "not-ptwr";
       table = (hi & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0);
     }
     const mfn = table / FRAME_SIZE;
-    if (mmu.typeOf(mfn) !== 1 || !mmu.isPageTable(mfn)) return false;
-    if (mmu.host.ownerIdOf(mfn) !== this.context.domain.id) return false;
+    if (mmu.typeOf(mfn) !== 1 || !mmu.isPageTable(mfn)) return "not-ptwr";
+    if (mmu.host.ownerIdOf(mfn) !== this.context.domain.id) return "not-ptwr";
     const ma = table + (vaLo & 0xfff);
     const rc = mmu.ptwrUpdate(ma, 4, value);
-    this.vmExit(
-      state,
-      "ptwr",
-      hex64(vaHi, vaLo),
-      undefined,
-      rc === 0 ? "emulated" : `refused ${rc}`,
-    );
-    if (rc !== 0) return false;
+    if (rc !== 0) return rc;
+    this.vmExit(state, "ptwr", hex64(vaHi, vaLo), undefined, "emulated");
     state.hpa = ma;
     const gfn = mmu.host.m2p(mfn) ?? 0;
     state.gpa = gfn * FRAME_SIZE + (vaLo & 0xfff);
     state.value = value >>> 0;
-    return true;
+    return "emulated";
   }
 
   /** Walks plus the hypervisor's counters. */
   protected override extraCounters(): Record<string, number> {
-    const out: Record<string, number> = { guestWalks: this.#walks };
+    const out: Record<string, number> = {
+      guestWalks: this.#walks,
+      pfBounces: this.#bounces,
+    };
     if (this.#mmu === undefined) return out;
     const c = this.#mmu.counters;
     for (const [k, v] of Object.entries(c)) {
@@ -301,10 +341,11 @@ export class PvScheme extends BaseScheme {
   /** Zero them. */
   protected override resetExtraCounters(): void {
     this.#walks = 0;
+    this.#bounces = 0;
     this.#mmu?.resetCounters();
   }
 
-  /** The page-type table rows of frames in use (for the views). */
+  /** The page-type table rows of frames in use (for the views); owners as in {@linkcode PageTypeRow}: "dom1", "Xen", "free". */
   pageTypeRows(): PageTypeRow[] {
     const mmu = this.mmu;
     return mmu.inUse().map((i) => {
@@ -312,11 +353,11 @@ export class PvScheme extends BaseScheme {
       return {
         ...i,
         gfn: mmu.host.m2p(i.mfn),
-        owner: o === this.context.domain.id
-          ? `dom${o}`
-          : o === 0
+        owner: o === OWNER_FREE
           ? "free"
-          : "other",
+          : o === OWNER_HYPERVISOR
+          ? "Xen"
+          : `dom${o}`,
       };
     });
   }
