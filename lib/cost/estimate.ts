@@ -118,7 +118,11 @@ export interface CycleEstimate {
  * Which handler constant prices each VM exit reason the schemes report
  * (`SchemeCounters.exitsByReason`). Reasons not listed use `otherExit`;
  * reasons starting with `hypercall` are priced as hypercalls (transition
- * `hypercallTransition`, handler `hypercall`) instead of VM exits.
+ * `hypercallTransition`, handler `hypercall`) instead of VM exits, and so
+ * are the traps of a PV guest into Xen that are not hypercalls ({@linkcode
+ * PV_TRAP_REASONS}: a #PF bounced through Xen, a trapped store to a
+ * writable page table): a PV guest enters Xen by a ring transition, not a
+ * VM exit, so they pay `hypercallTransition` and their own handler.
  *
  * @example
  * ```ts
@@ -140,7 +144,25 @@ export const EXIT_REASON_COST: Readonly<Record<string, CostKey>> = Object
     "npf": "eptViolation",
     "mmio": "mmioExit",
     "hypercall": "hypercall",
+    "pf-bounce": "trueFaultReflect",
+    "ptwr": "emulation",
   });
+
+/**
+ * Exit reasons that are PV traps into Xen (ring transitions priced as
+ * hypercall transitions, see {@linkcode EXIT_REASON_COST}).
+ *
+ * @example
+ * ```ts
+ * import { PV_TRAP_REASONS } from "./estimate.ts";
+ * import assert from "node:assert/strict";
+ * assert.ok(PV_TRAP_REASONS.includes("pf-bounce"));
+ * ```
+ */
+export const PV_TRAP_REASONS: readonly string[] = Object.freeze([
+  "pf-bounce",
+  "ptwr",
+]);
 
 function count(what: string, v: number | undefined): number {
   const n = v ?? 0;
@@ -258,7 +280,8 @@ export function estimateCycles(
   for (const r of Object.keys(reasons).sort()) {
     const n = count(`exits for "${r}"`, reasons[r]);
     const hyper = r.startsWith("hypercall");
-    if (hyper) calls += n;
+    const trap = PV_TRAP_REASONS.includes(r);
+    if (hyper || trap) calls += n;
     else exits += n;
     const key: CostKey = hyper
       ? "hypercall"
@@ -282,7 +305,7 @@ export function estimateCycles(
   );
   add(
     "transitions",
-    "hypercalls",
+    "hypercalls and PV traps",
     "hypercallTransition",
     calls,
     k.hypercallTransition.value,

@@ -452,7 +452,7 @@ export function withCosts(
  *
  * @example
  * ```ts
- * import { costModelFromMeasured } from "./profiles.ts";
+ * import { COST_MODELS, costModelFromMeasured } from "./profiles.ts";
  * import assert from "node:assert/strict";
  * const cost = (cycles: number) => ({ cycles, ns: cycles / 2, cpl: 3 as const, events: 1, runs: 1 });
  * const measured = {
@@ -470,6 +470,10 @@ export function withCosts(
  * assert.match(m.costs.guestPageFault.source, /measured 2026-01-01 on Test CPU \(kvm_intel\)/);
  * assert.equal(m.ghz, 2);
  * assert.equal(m.costs.tlbMiss.value, 15.2); // 100 − 4 × 21.2, the modern mean walk reference
+ * // a load measured at 0 cycles is below the loop's resolution: the base value stays
+ * const z = costModelFromMeasured({ ...measured, costs: { ...measured.costs, load: cost(0) } });
+ * assert.equal(z.costs.dataAccess.value, COST_MODELS.modern.costs.dataAccess.value);
+ * assert.match(z.costs.dataAccess.source, /came out 0/);
  * assert.throws(() => costModelFromMeasured({ schema: "x" } as never), /memvirt-cost-profile\/1/);
  * ```
  */
@@ -493,18 +497,36 @@ export function costModelFromMeasured(
   } on ${m.cpu} (${m.kvmModule})`;
   const k = profile.costs;
   const mean = meanWalkReference(base);
-  const tlbMiss = Math.max(
-    0,
-    Math.round((k.tlbMiss.cycles - 4 * mean) * 1e6) / 1e6,
-  );
-  const ed = (value: number, what: string): CostConstant => ({
-    value,
-    source: `${at}: ${what}`,
-  });
+  const tlbMiss = Math.round((k.tlbMiss.cycles - 4 * mean) * 1e6) / 1e6;
+  // A measurement at or below zero (an L1 hit hidden behind the loop, a
+  // miss penalty smaller than the modelled walk) is below what the loop can
+  // resolve: keep the base model's constant and say so, rather than price
+  // the event at 0.
+  const ed = (
+    value: number,
+    what: string,
+    key: CostKey,
+  ): CostConstant =>
+    value > 0 ? { value, source: `${at}: ${what}` } : {
+      value: base.costs[key].value,
+      source:
+        `${at}: ${what} came out ${value} (below the loop's resolution);` +
+        ` kept ${base.name}'s ${base.costs[key].value} (${
+          base.costs[key].source
+        })`,
+    };
   return withCosts(base, {
-    dataAccess: ed(k.load.cycles, "costs.load"),
-    guestPageFault: ed(k.guestPageFault.cycles, "costs.guestPageFault"),
-    pteWrite: ed(k.guestPageTableWrite.cycles, "costs.guestPageTableWrite"),
+    dataAccess: ed(k.load.cycles, "costs.load", "dataAccess"),
+    guestPageFault: ed(
+      k.guestPageFault.cycles,
+      "costs.guestPageFault",
+      "guestPageFault",
+    ),
+    pteWrite: ed(
+      k.guestPageTableWrite.cycles,
+      "costs.guestPageTableWrite",
+      "pteWrite",
+    ),
     emulation: ed(
       Math.max(
         0,
@@ -512,11 +534,13 @@ export function costModelFromMeasured(
           base.costs.vmEntry.value,
       ),
       `costs.guestPageTableWriteFirst − ${base.name} exit and entry`,
+      "emulation",
     ),
-    cr3Load: ed(k.cr3Switch.cycles, "costs.cr3Switch (CPL 0)"),
+    cr3Load: ed(k.cr3Switch.cycles, "costs.cr3Switch (CPL 0)", "cr3Load"),
     tlbMiss: ed(
       tlbMiss,
       `costs.tlbMiss − 4 walk references at ${base.name}'s mean ${mean}`,
+      "tlbMiss",
     ),
   }, {
     name: "this machine",
