@@ -538,3 +538,17 @@ Deno.test("PV page-type rows name the owner; ownership refusals read as sentence
   const x = bare.mmuUpdate([pvUpdate(t * 4096 + 8, 1n)]); // mfn 0: the hypervisor's
   assert.match(x.results[0].reason, /mfn 0x0, which is the hypervisor's frame/);
 });
+
+Deno.test("PV scheme: the MMU's table reads are counted per walk (4 per 4 KiB walk)", () => {
+  const { pv, os } = pvGuest();
+  const p = os.spawn();
+  os.switchTo(p.pid);
+  const a = os.mmap({ length: 4096 });
+  os.access(a, { kind: "write", value: 1 }); // demand fault, then the retry
+  pv.resetCounters();
+  for (let i = 0; i < 5; i++) os.access(a + 8 * i);
+  assert.equal(pv.counters.extra.guestWalks, 5);
+  assert.equal(pv.counters.extra.guestTableReads, 20);
+  pv.resetCounters();
+  assert.equal(pv.counters.extra.guestTableReads, 0);
+});

@@ -124,6 +124,7 @@ export class PvScheme extends BaseScheme {
   #mem: Memory | undefined = undefined;
   #s = new WalkScratch();
   #walks = 0;
+  #reads = 0;
   #bounces = 0;
 
   /** Create an unattached PV scheme. */
@@ -236,6 +237,7 @@ export class PvScheme extends BaseScheme {
     const base = mmu.baseAddress;
     this.#walks++;
     const r = walkInto(s, this.#mode!, this.#mem!, base, vaHi, vaLo, flags);
+    this.#reads += s.steps;
     if (r === WALK_PF) {
       let ptwr: PtwrOutcome = "not-ptwr";
       if (
@@ -327,6 +329,7 @@ export class PvScheme extends BaseScheme {
   protected override extraCounters(): Record<string, number> {
     const out: Record<string, number> = {
       guestWalks: this.#walks,
+      guestTableReads: this.#reads,
       pfBounces: this.#bounces,
     };
     if (this.#mmu === undefined) return out;
@@ -340,7 +343,7 @@ export class PvScheme extends BaseScheme {
 
   /** Zero them. */
   protected override resetExtraCounters(): void {
-    this.#walks = 0;
+    this.#walks = this.#reads = 0;
     this.#bounces = 0;
     this.#mmu?.resetCounters();
   }
