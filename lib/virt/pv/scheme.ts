@@ -184,9 +184,8 @@ export class PvScheme extends BaseScheme {
     );
   }
 
-  /** `HYPERVISOR_mmu_update` (one VM exit). */
-  mmuUpdate(requests: readonly PvUpdate[]): PvBatchResult {
-    const r = this.mmu.mmuUpdate(requests);
+  /** Count one hypercall (one entry into Xen), logged with its result's first line. */
+  #hypercall<R extends { toString(): string }>(r: R): R {
     this.vmExit(
       undefined,
       "hypercall",
@@ -195,32 +194,24 @@ export class PvScheme extends BaseScheme {
       r.toString().split("\n")[0],
     );
     return r;
+  }
+
+  /** `HYPERVISOR_mmu_update` (one VM exit). */
+  mmuUpdate(requests: readonly PvUpdate[]): PvBatchResult {
+    const r = this.mmu.mmuUpdate(requests);
+    return this.#hypercall(r);
   }
 
   /** `HYPERVISOR_multicall` (one VM exit for all the calls it carries). */
   multicall(calls: readonly PvMulticallEntry[]): PvMulticallResult {
     const r = this.mmu.multicall(calls);
-    this.vmExit(
-      undefined,
-      "hypercall",
-      undefined,
-      undefined,
-      r.toString().split("\n")[0],
-    );
-    return r;
+    return this.#hypercall(r);
   }
 
   /** `HYPERVISOR_mmuext_op` (one VM exit). */
   mmuextOp(ops: readonly PvMmuextOp[]): PvBatchResult {
     const r = this.mmu.mmuextOp(ops);
-    this.vmExit(
-      undefined,
-      "hypercall",
-      undefined,
-      undefined,
-      r.toString().split("\n")[0],
-    );
-    return r;
+    return this.#hypercall(r);
   }
 
   /** Walk the machine tables from the base pointer; writable-page-table traps are emulated. */
