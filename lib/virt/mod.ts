@@ -99,10 +99,12 @@ export {
   outcomeOf,
   type ParsedGuestAccess,
   parseGuestAccess,
+  type PvHypercalls,
   type SchemeContext,
   type SchemeCounters,
   type SchemeEvent,
   type SchemeOptions,
+  type TlbInvalidateListener,
 } from "./scheme.ts";
 export { ReferenceScheme } from "./reference.ts";
 export { GuestFrameAllocator, type GuestFrameRole } from "./guest/frames.ts";

@@ -71,6 +71,13 @@ import {
   type GuestPhysicalMemory,
 } from "./guest_memory.ts";
 import type { Host, HypervisorKind } from "./host.ts";
+import type {
+  PvBatchResult,
+  PvMmuextOp,
+  PvMulticallEntry,
+  PvMulticallResult,
+  PvUpdate,
+} from "./pv/mmu.ts";
 import { schemeToHtml, schemeToText } from "../view/virt_html.ts";
 
 /**
@@ -616,6 +623,53 @@ export interface SchemeEvent {
 }
 
 /**
+ * The hypercalls a Xen PV guest kernel updates its page tables with
+ * (`HYPERVISOR_mmu_update`, `HYPERVISOR_mmuext_op`,
+ * `HYPERVISOR_multicall`): what {@linkcode MmuScheme.paravirt} exposes. A
+ * `PvScheme` implements them; a `TlbFront` around one hands out the inner
+ * scheme's.
+ *
+ * @example
+ * ```ts
+ * import type { PvHypercalls } from "./scheme.ts";
+ * import { PvScheme } from "./pv/scheme.ts";
+ * import assert from "node:assert/strict";
+ * const hc: PvHypercalls | undefined = new PvScheme().paravirt;
+ * assert.equal(typeof hc?.mmuUpdate, "function");
+ * ```
+ */
+export interface PvHypercalls {
+  /** `HYPERVISOR_mmu_update` (one entry into Xen). */
+  mmuUpdate(requests: readonly PvUpdate[]): PvBatchResult;
+  /** `HYPERVISOR_mmuext_op` (one entry into Xen). */
+  mmuextOp(ops: readonly PvMmuextOp[]): PvBatchResult;
+  /** `HYPERVISOR_multicall` (one entry into Xen for all the calls it carries). */
+  multicall(calls: readonly PvMulticallEntry[]): PvMulticallResult;
+}
+
+/**
+ * A TLB invalidation a scheme performs on the guest's behalf (a PV guest's
+ * `MMUEXT_NEW_BASEPTR`, `MMUEXT_TLB_FLUSH_LOCAL`: `"non-global"`;
+ * `MMUEXT_INVLPG_LOCAL`: `"page"` with the address). A TLB in front of the
+ * scheme must apply it (see `TlbFront`).
+ *
+ * @example
+ * ```ts
+ * import type { TlbInvalidateListener } from "./scheme.ts";
+ * import assert from "node:assert/strict";
+ * const seen: string[] = [];
+ * const l: TlbInvalidateListener = (kind, hi, lo) => seen.push(`${kind} ${hi}:${lo}`);
+ * l("page", 0, 0x1000);
+ * assert.deepEqual(seen, ["page 0:4096"]);
+ * ```
+ */
+export type TlbInvalidateListener = (
+  kind: "non-global" | "page",
+  vaHi: number,
+  vaLo: number,
+) => void;
+
+/**
  * An MMU virtualization scheme (see the module notes for the contract).
  *
  * @example The reference scheme behind a hand-built guest table.
@@ -670,6 +724,43 @@ export interface MmuScheme {
   tableFrameAllocated?(gpa: number): void;
   /** Paravirtual hint: the guest stopped using the page-table frame at `gpa` (after unlinking and flushing). */
   tableFrameFreed?(gpa: number): void;
+  /**
+   * Paravirtual: the hypercalls of a Xen PV scheme (what a `GuestOs` with
+   * `kernel: "pv"` updates its tables with); absent for HVM schemes.
+   */
+  readonly paravirt?: PvHypercalls;
+  /**
+   * Subscribe to the TLB invalidations the scheme performs for the guest
+   * (a PV scheme's flushing hypercalls); returns the unsubscribe. HVM
+   * schemes have none: their guests flush with MOV to CR3 and INVLPG.
+   */
+  onTlbInvalidate?(listener: TlbInvalidateListener): () => void;
+  /**
+   * Walk the tables the hardware walks for `vaHi:vaLo` into `scratch`
+   * without setting A/D bits and without counting anything; returns the
+   * walk outcome (`WALK_OK`…). For a TLB in front of the scheme, to learn
+   * the rights, D and G of a translation it just made. Schemes whose
+   * hardware walks the guest's own tables from the guest CR3 (reference,
+   * nested) need not implement it; a PV scheme walks machine tables.
+   */
+  probeTranslation?(
+    scratch: WalkScratch,
+    vaHi: number,
+    vaLo: number,
+    flags: number,
+  ): number;
+  /**
+   * Whether a write to machine frame `mfn` must go to the scheme even
+   * through a writable TLB entry (a frame Xen holds as a page table: Xen
+   * flushes stale writable mappings when a frame's type changes).
+   */
+  writeTrapped?(mfn: number): boolean;
+  /**
+   * The page shift (12, 21, 30) of the second-stage mapping of guest-physical
+   * `gpa`, for schemes with one (nested paging): a TLB entry is no larger
+   * than min(guest page, host page).
+   */
+  secondStagePageShift?(gpa: number): number;
   /**
    * One guest access at `vaHi:vaLo` (ACCESS_* `flags` of walker.ts;
    * `size` 1, 2 or 4 bytes, naturally aligned; `value` for writes). Fills

@@ -33,13 +33,25 @@
  *   scheme's guest large pages) cache the gpa, and the machine frame is
  *   looked up in the domain's P2M on each hit (the model's stand-in for
  *   "gpa = hpa" on bare metal). Shadow paging splinters guest large pages
- *   into 4 KiB shadow entries, and nested paging here installs 4 KiB
- *   second-stage leaves, so their TLB entries are 4 KiB whatever the guest
- *   page size (the default `maxPageShift` is 12 except for the reference).
+ *   into 4 KiB shadow entries, so its TLB entries are 4 KiB whatever the
+ *   guest page size. Under nested paging an entry is no larger than
+ *   min(guest page, second-stage page) (the scheme's
+ *   `secondStagePageShift`): 2 MiB only where both are 2 MiB. The default
+ *   `maxPageShift` is 30 for the reference and nested paging, 12 otherwise.
  * - A write hit on a frame the scheme watches (a shadowed guest page
  *   table, write-protected in the shadow) goes to the scheme: the shadow's
  *   leaf for it is read-only, so hardware would fault into the hypervisor.
  * - A P2M change flushes the TLB (the hypervisor's INVEPT / full flush).
+ *
+ * Xen PV direct paging (a `PvScheme` inside): the guest kernel reaches the
+ * hypercalls through {@linkcode TlbFront.paravirt}; the flushes Xen makes
+ * for them (`MMUEXT_NEW_BASEPTR`, `TLB_FLUSH_LOCAL`: non-global entries;
+ * `INVLPG_LOCAL`: the page) come back through the scheme's
+ * `onTlbInvalidate`, and `mmu_update` flushes nothing (the PV guest
+ * flushes for itself, as on hardware). Translations are probed in the
+ * machine tables (`probeTranslation`), and a write hit on a frame Xen
+ * holds as a page table goes to the scheme (`writeTrapped`: Xen flushes
+ * stale writable mappings when a frame's type changes).
  *
  * After a successful miss the wrapper reads the guest's tables once more
  * without writing anything (`setAD: false`) to learn the rights, D and G of
@@ -78,6 +90,7 @@ import {
   type MmuScheme,
   outcomeOf,
   parseGuestAccess,
+  type PvHypercalls,
   type SchemeContext,
   type SchemeCounters,
   type SchemeEvent,
@@ -90,8 +103,9 @@ export interface TlbFrontOptions {
   /**
    * Largest page size (log2) an entry may have: min(guest page, this).
    * Default 30 for the reference scheme (native: guest large pages are
-   * TLB large pages), 12 for every other scheme (shadow and this model's
-   * nested paging map 4 KiB machine pages).
+   * TLB large pages) and for schemes with a second stage (nested paging:
+   * min(guest page, host page) then applies), 12 for every other scheme
+   * (shadow and PV map 4 KiB machine pages).
    */
   maxPageShift?: number;
   /**
@@ -182,6 +196,12 @@ export class TlbFront implements MmuScheme {
   #pscSkipped = 0;
   #top = 4;
   #unsubscribe: (() => void) | undefined = undefined;
+  #unsubscribeTlb: (() => void) | undefined = undefined;
+  /** The scheme reports its own flushes (PV hypercalls): loadCr3/invlpg leave them to it. */
+  #schemeFlushes = false;
+  #probeScheme = false;
+  #trapWrites = false;
+  #hostShift = false;
 
   /** Wrap `inner` (not yet attached). */
   constructor(inner: MmuScheme, options: TlbFrontOptions = {}) {
@@ -193,7 +213,11 @@ export class TlbFront implements MmuScheme {
         `scheme ${String(inner)} is invalid: expected an MmuScheme`,
       );
     }
-    const m = options.maxPageShift ?? (inner.name === "reference" ? 30 : 12);
+    const m = options.maxPageShift ??
+      (inner.name === "reference" ||
+          typeof inner.secondStagePageShift === "function"
+        ? 30
+        : 12);
     if (!Number.isInteger(m) || m < 12 || m > 39) {
       throw new RangeError(
         `maxPageShift ${String(m)} is invalid: expected an integer in [12, 39]`,
@@ -234,12 +258,30 @@ export class TlbFront implements MmuScheme {
       }
     }
     this.#unsubscribe = context.domain.onP2mChange(() => this.#flushAll());
+    const inner = this.inner;
+    this.#probeScheme = typeof inner.probeTranslation === "function";
+    this.#trapWrites = typeof inner.writeTrapped === "function";
+    this.#hostShift = typeof inner.secondStagePageShift === "function";
+    if (typeof inner.onTlbInvalidate === "function") {
+      this.#schemeFlushes = true;
+      this.#unsubscribeTlb = inner.onTlbInvalidate((kind, hi, lo) => {
+        if (kind === "page") this.#invalidatePage(hi, lo);
+        else this.#flushNonGlobal();
+      });
+    }
   }
 
-  /** Stop listening to the domain. */
+  /** Stop listening to the domain and the scheme. */
   detach(): void {
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
+    this.#unsubscribeTlb?.();
+    this.#unsubscribeTlb = undefined;
+  }
+
+  /** The wrapped scheme's hypercalls, if it is paravirtual (a PV `GuestOs` kernel calls them; their flushes reach this TLB). */
+  get paravirt(): PvHypercalls | undefined {
+    return this.inner.paravirt;
   }
 
   #flushAll(): void {
@@ -248,19 +290,31 @@ export class TlbFront implements MmuScheme {
     this.psc?.flushAll();
   }
 
-  /** MOV to CR3: drop the entries (non-global ones only with `global`), then tell the scheme. */
-  loadCr3(root: number): void {
-    this.#root = root;
+  #flushNonGlobal(): void {
     this.#flushes++;
     this.tlb.flushPcid(0, { keepGlobal: this.global });
     this.psc?.flushPcid(0);
+  }
+
+  #invalidatePage(vaHi: number, vaLo: number): void {
+    this.tlb.invlpg(vaHi >>> 0, vaLo >>> 0, 0);
+    this.psc?.invlpg(0);
+  }
+
+  /**
+   * MOV to CR3: drop the entries (non-global ones only with `global`), then
+   * tell the scheme. A PV scheme turns it into `MMUEXT_NEW_BASEPTR`, whose
+   * flush it reports back (so the TLB is flushed once, by that report).
+   */
+  loadCr3(root: number): void {
+    this.#root = root;
+    if (!this.#schemeFlushes) this.#flushNonGlobal();
     this.inner.loadCr3(root);
   }
 
-  /** INVLPG: drop the page's entries (global too), then tell the scheme. */
+  /** INVLPG: drop the page's entries (global too), then tell the scheme (a PV scheme's `MMUEXT_INVLPG_LOCAL` reports it back instead). */
   invlpg(vaHi: number, vaLo: number): void {
-    this.tlb.invlpg(vaHi >>> 0, vaLo >>> 0, 0);
-    this.psc?.invlpg(0);
+    if (!this.#schemeFlushes) this.#invalidatePage(vaHi, vaLo);
     this.inner.invlpg(vaHi, vaLo);
   }
 
@@ -330,7 +384,12 @@ export class TlbFront implements MmuScheme {
       }
       hpa = mfn * FRAME_SIZE + (gpa - gfn * FRAME_SIZE);
     }
-    if (write && ctx.memory.isWatched(gfn)) {
+    if (
+      write &&
+      (ctx.memory.isWatched(gfn) ||
+        (this.#trapWrites &&
+          this.inner.writeTrapped!(Math.floor(hpa / FRAME_SIZE))))
+    ) {
       this.#rewalks++;
       return this.#miss(state, vaHi, vaLo, flags, size, value);
     }
@@ -375,29 +434,33 @@ export class TlbFront implements MmuScheme {
     flags: number,
   ): void {
     const p = this.#probe;
-    const r = walkInto(
-      p,
-      this.#mode!,
-      this.#gmem!,
-      this.#root,
-      vaHi,
-      vaLo,
-      flags,
-      0,
-      0,
-      0,
-      7,
-      false,
-    );
+    const r = this.#probeScheme
+      ? this.inner.probeTranslation!(p, vaHi, vaLo, flags)
+      : walkInto(
+        p,
+        this.#mode!,
+        this.#gmem!,
+        this.#root,
+        vaHi,
+        vaLo,
+        flags,
+        0,
+        0,
+        0,
+        7,
+        false,
+      );
     if (r !== WALK_OK) return;
     this.psc?.fill(p, vaHi >>> 0, vaLo >>> 0, 0, this.#mode!);
-    if (p.pageShift > this.maxPageShift) {
+    let cap = this.maxPageShift;
+    if (p.pageShift > 12 && this.#hostShift) {
+      // no larger than the second-stage page (SDM §28.4.2)
+      const hs = this.inner.secondStagePageShift!(state.gpa);
+      if (hs < cap) cap = hs;
+    }
+    if (p.pageShift > cap) {
       // splinter: the largest x86 page size that fits (4 KiB, 2 MiB, 1 GiB)
-      const sh = this.maxPageShift >= 30
-        ? 30
-        : this.maxPageShift >= 21
-        ? 21
-        : 12;
+      const sh = cap >= 30 ? 30 : cap >= 21 ? 21 : 12;
       p.pageShift = sh;
       p.leafLevel = sh === 30 ? 3 : sh === 21 ? 2 : 1;
     }

@@ -2,7 +2,8 @@
  * The experiment runner: one call runs the same {@linkcode Workload} under
  * several MMU virtualization configurations — native, shadow paging with
  * and without out-of-sync L1 shadows, nested paging with and without walk
- * caches (and Xen PV or anything else you plug in) — each behind the same
+ * caches, Xen PV direct paging (and anything else you plug in) — each
+ * behind the same
  * TLB ({@linkcode TlbFront}), and returns **tidy rows** a Vega-Lite chart
  * consumes directly:
  *
@@ -19,9 +20,12 @@
  * column (over every access result) shows that they also saw identical
  * guest-visible results.
  *
- * Adding a scheme (e.g. Xen PV once `lib/virt/pv/` lands):
- * `runExperiment(w, { schemes: { pv: () => new PvScheme() } })` appends a
- * configuration named "pv" to the defaults; `configs` replaces them.
+ * Adding a scheme: `runExperiment(w, { schemes: { "shadow-prefetch": () =>
+ * new ShadowScheme({ prefetch: 8 }) } })` appends a configuration to the
+ * defaults; `configs` replaces them. A scheme with `paravirt` hypercalls
+ * (a `PvScheme`) gets a Xen PV guest kernel (`GuestOs` `kernel: "pv"`),
+ * which updates its tables by hypercall; its TLB learns of Xen's flushes
+ * from the scheme (see `TlbFront`).
  *
  * What the model supports, and what it does not:
  * - guest page size: 4 KiB user pages, or the guest's 2 MiB direct map
@@ -53,7 +57,8 @@ import {
   type GuestOp,
   runActivity,
 } from "../virt/guest/activity.ts";
-import type { HypervisorKind } from "../virt/host.ts";
+import type { HypervisorKind, Placement } from "../virt/host.ts";
+import { PvScheme } from "../virt/pv/scheme.ts";
 import type { NestedWalkerOptions } from "../virt/nested/walk.ts";
 import { NestedScheme } from "../virt/nested/scheme.ts";
 import { ReferenceScheme } from "../virt/reference.ts";
@@ -86,6 +91,8 @@ export interface ExperimentConfig {
   readonly maxPageShift?: number;
   /** Count a paging-structure cache for one-dimensional walks (see `TlbFront`'s `psc`). Default false. */
   readonly psc?: boolean;
+  /** Placement of the guest's machine frames (default "scatter"; "contiguous" for 2 MiB host pages). */
+  readonly placement?: Placement;
 }
 
 /**
@@ -107,18 +114,31 @@ export const NESTED_CACHES: Readonly<NestedWalkerOptions> = Object.freeze({
 
 /**
  * The default configurations: native, shadow, shadow with 3 out-of-sync
- * L1 shadows (Xen's number) — each with a paging-structure cache — nested
- * (EPT, 4 levels, no walk caches), and nested with
- * {@linkcode NESTED_CACHES}.
+ * L1 shadows (Xen's number), Xen PV direct paging — each with a
+ * paging-structure cache — nested (EPT, 4 levels, no walk caches), and
+ * nested with {@linkcode NESTED_CACHES}. PV needs a Xen host: with
+ * `hypervisor` "kvm" it is left out.
  *
  * @example
  * ```ts
  * import { defaultConfigs } from "./experiment.ts";
  * import assert from "node:assert/strict";
- * assert.deepEqual(defaultConfigs().map((c) => c.name), ["native", "shadow", "shadow-oos", "nested", "nested+caches"]);
+ * assert.deepEqual(defaultConfigs().map((c) => c.name), ["native", "shadow", "shadow-oos", "pv", "nested", "nested+caches"]);
+ * assert.ok(!defaultConfigs("kvm").some((c) => c.name === "pv"));
  * ```
  */
-export function defaultConfigs(): ExperimentConfig[] {
+export function defaultConfigs(
+  hypervisor: HypervisorKind = "xen",
+): ExperimentConfig[] {
+  const pv: ExperimentConfig[] = hypervisor === "xen"
+    ? [{
+      name: "pv",
+      description:
+        "Xen PV direct paging: machine-frame tables updated by hypercall; a paging-structure cache",
+      create: () => new PvScheme({ eventLog: 0 }),
+      psc: true,
+    }]
+    : [];
   return [
     {
       name: "native",
@@ -141,6 +161,7 @@ export function defaultConfigs(): ExperimentConfig[] {
       create: () => new ShadowScheme({ eventLog: 0, outOfSync: 3 }),
       psc: true,
     },
+    ...pv,
     {
       name: "nested",
       description: "nested paging (EPT, 4×4 walk), no walk caches",
@@ -401,7 +422,7 @@ const RESULT_CODE: Record<string, number> = {
  * const r = runExperiment(forkExecChurn({ rounds: 3, pages: 8 }), {
  *   onProgress: (p) => { if (p.done === p.total) seen.push(p.config); },
  * });
- * assert.deepEqual(seen, ["native", "shadow", "shadow-oos", "nested", "nested+caches"]);
+ * assert.deepEqual(seen, ["native", "shadow", "shadow-oos", "pv", "nested", "nested+caches"]);
  * assert.ok(r.row("shadow").vmExits > r.row("nested").vmExits);
  * assert.ok(r.row("shadow").overhead > 1);
  * assert.ok(r.exitRows.some((x) => x.config === "shadow" && x.reason === "wp-emulation"));
@@ -422,7 +443,7 @@ export function runExperiment(
     );
   }
   const configs: ExperimentConfig[] = [
-    ...(options.configs ?? defaultConfigs()),
+    ...(options.configs ?? defaultConfigs(options.hypervisor ?? "xen")),
   ];
   for (const [name, create] of Object.entries(options.schemes ?? {})) {
     if (typeof create !== "function") {
@@ -477,9 +498,11 @@ export function runExperiment(
     const { os } = createActivityGuest({
       hypervisor: options.hypervisor ?? "xen",
       scheme: front,
+      kernel: inner.paravirt !== undefined ? "pv" : "hvm",
       memory: guestMemory,
       hostMemory,
       seed: options.seed ?? 1,
+      ...(cfg.placement !== undefined ? { placement: cfg.placement } : {}),
     });
     let errors = 0;
     for (const r of runActivity(os, workload.setup)) {

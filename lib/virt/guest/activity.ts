@@ -25,7 +25,8 @@ import type { AccessKind } from "../../paging/record.ts";
 import { Random } from "../../util/random.ts";
 import { FRAME_SIZE } from "../frames.ts";
 import type { Domain } from "../domain.ts";
-import { Host, type HypervisorKind } from "../host.ts";
+import { Host, type HypervisorKind, type Placement } from "../host.ts";
+import { PvScheme } from "../pv/scheme.ts";
 import { ReferenceScheme } from "../reference.ts";
 import type { MmuScheme } from "../scheme.ts";
 import {
@@ -583,6 +584,10 @@ export interface ActivityGuestOptions {
   hostMemory?: number;
   /** Seed of machine-frame placement (default 1). */
   seed?: number;
+  /** The guest kernel: "hvm" or "pv" (Xen PV: needs a `PvScheme`, or a `TlbFront` around one, and a Xen host). Default: "pv" for a paravirtual scheme, else "hvm". */
+  kernel?: "hvm" | "pv";
+  /** Placement of the domain's frames (default the host's: "scatter"); "contiguous" lets nested paging use 2 MiB host pages. */
+  placement?: Placement;
 }
 
 /**
@@ -610,9 +615,14 @@ export function createActivityGuest(
   const domain = host.createDomain({
     name: "guest",
     memory: options.memory ?? 8 * 2 ** 20,
+    ...(options.placement !== undefined
+      ? { placement: options.placement }
+      : {}),
   });
   const os = new GuestOs(domain, {
-    scheme: options.scheme ?? new ReferenceScheme(),
+    scheme: options.scheme ??
+      (options.kernel === "pv" ? new PvScheme() : new ReferenceScheme()),
+    ...(options.kernel !== undefined ? { kernel: options.kernel } : {}),
   });
   return { host, domain, os };
 }

@@ -75,6 +75,7 @@ import {
   GuestAccessState,
   type MmuScheme,
   parseGuestAccess,
+  type PvHypercalls,
 } from "../scheme.ts";
 import { GuestFrameAllocator, type GuestFrameRole } from "./frames.ts";
 import { PvScheme } from "../pv/scheme.ts";
@@ -575,10 +576,12 @@ export interface GuestOsOptions {
   /** Name shown in displays (default the domain's name). */
   name?: string;
   /**
-   * The kernel's paging: "hvm" (default: it writes its own tables, in
+   * The kernel's paging: "hvm" (it writes its own tables, in
    * guest-physical terms) or "pv" (Xen PV direct paging: its tables hold
-   * machine frames, written by hypercall; needs a {@linkcode PvScheme}
-   * and a Xen domain; the default scheme is then a new `PvScheme`).
+   * machine frames, written by hypercall; needs a {@linkcode PvScheme},
+   * or a `TlbFront` around one, and a Xen domain; the default scheme is
+   * then a new `PvScheme`). Default: "pv" when `scheme` is paravirtual
+   * (has `paravirt` hypercalls), else "hvm".
    *
    * The PV kernel follows PV Linux (`arch/x86/xen/mmu_pv.c`): a new
    * address space (spawn, a fork's child) is built **unpinned**: its
@@ -899,7 +902,7 @@ export class GuestOs {
     "oom": 0,
   };
   #sys = new Map<string, number>();
-  #pv: PvScheme | undefined = undefined;
+  #pv: PvHypercalls | undefined = undefined;
   #pvView: PvTableView | undefined = undefined;
   #batch: PvUpdate[] | undefined = undefined;
   /** Table frames (gpa → level) that are pinned in Linux's sense (`PagePinned`): read-only, page tables in Xen's eyes. */
@@ -949,7 +952,9 @@ export class GuestOs {
     this.kernelTextPages = text;
     this.#ceiling = ceiling;
     this.mode = pagingMode(X86_64_4LEVEL, options.mode ?? {});
-    const kernel = options.kernel ?? "hvm";
+    // a paravirtual scheme (a PvScheme, or a TLB around one) runs a PV kernel
+    const kernel = options.kernel ??
+      (options.scheme?.paravirt !== undefined ? "pv" : "hvm");
     if (kernel !== "hvm" && kernel !== "pv") {
       throw new RangeError(
         `kernel "${String(kernel)}" is invalid: expected "hvm" or "pv"`,
@@ -957,9 +962,10 @@ export class GuestOs {
     }
     if (kernel === "pv") {
       const sch = options.scheme ?? new PvScheme();
-      if (!(sch instanceof PvScheme)) {
+      const hc = sch.paravirt;
+      if (hc === undefined) {
         throw new TypeError(
-          `scheme "${sch.name}" cannot run a PV kernel: expected a PvScheme`,
+          `scheme "${sch.name}" cannot run a PV kernel: expected a PvScheme (or a TlbFront around one)`,
         );
       }
       if (domain.backing !== "xen") {
@@ -967,9 +973,9 @@ export class GuestOs {
           `domain "${domain.name}" is a ${domain.backing} domain: a PV kernel needs a Xen domain`,
         );
       }
-      this.#pv = sch;
-    }
-    this.scheme = options.scheme ?? this.#pv ?? new ReferenceScheme();
+      this.#pv = hc;
+      this.scheme = sch;
+    } else this.scheme = options.scheme ?? new ReferenceScheme();
     const scheme = this.scheme;
     scheme.attach({
       host: domain.host,

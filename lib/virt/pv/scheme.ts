@@ -27,8 +27,14 @@
  * (4 bytes, aligned) is validated and emulated (`ptwr_emulated_update`)
  * and the access completes; if it is refused the guest gets the #PF.
  *
- * Simplified: no TLB (every access walks, as the reference does); the
- * accessed gpa reported is the M2P's gfn of the machine frame.
+ * No TLB of its own (every access walks, as the reference does): put a
+ * `TlbFront` in front of it, as `runExperiment` does. The front learns of
+ * the flushing hypercalls through {@linkcode PvScheme.onTlbInvalidate},
+ * probes machine tables through {@linkcode PvScheme.probeTranslation},
+ * and sends stores to validated page tables here
+ * ({@linkcode PvScheme.writeTrapped}); a `GuestOs` PV kernel reaches the
+ * hypercalls through the front's `paravirt`. The accessed gpa reported is
+ * the M2P's gfn of the machine frame.
  *
  * @module
  */
@@ -56,8 +62,10 @@ import {
   GUEST_PF,
   GUEST_UNBACKED,
   type GuestAccessState,
+  type PvHypercalls,
   type SchemeContext,
   type SchemeOptions,
+  type TlbInvalidateListener,
 } from "../scheme.ts";
 import {
   type PvBatchResult,
@@ -114,7 +122,7 @@ type PtwrOutcome = "emulated" | "not-ptwr" | PvErrno;
  * assert.deepEqual(pv.mmu.audit(), []);
  * ```
  */
-export class PvScheme extends BaseScheme {
+export class PvScheme extends BaseScheme implements PvHypercalls {
   /** "pv". */
   readonly name = "pv";
   #opts: PvMmuOptions;
@@ -126,6 +134,7 @@ export class PvScheme extends BaseScheme {
   #walks = 0;
   #reads = 0;
   #bounces = 0;
+  #tlbListeners: TlbInvalidateListener[] = [];
 
   /** Create an unattached PV scheme. */
   constructor(options: PvSchemeOptions = {}) {
@@ -184,6 +193,95 @@ export class PvScheme extends BaseScheme {
     );
   }
 
+  /** The hypercalls (this scheme itself): what a PV `GuestOs` kernel calls. */
+  get paravirt(): PvHypercalls {
+    return this;
+  }
+
+  /**
+   * Subscribe to the TLB invalidations the guest's hypercalls make:
+   * `MMUEXT_NEW_BASEPTR` and `MMUEXT_TLB_FLUSH_LOCAL` flush non-global
+   * entries (Xen writes CR3), `MMUEXT_INVLPG_LOCAL` one page; reported for
+   * every such op that succeeded, in multicalls too. Returns the
+   * unsubscribe.
+   *
+   * @example
+   * ```ts
+   * import { Host } from "../host.ts";
+   * import { GuestOs } from "../guest/os.ts";
+   * import { PvScheme } from "./scheme.ts";
+   * import assert from "node:assert/strict";
+   * const pv = new PvScheme();
+   * const os = new GuestOs(new Host({ memory: 32 * 2 ** 20 }).createDomain({ memory: 2 ** 21 }), { scheme: pv, kernel: "pv" });
+   * const seen: string[] = [];
+   * pv.onTlbInvalidate((kind) => seen.push(kind));
+   * os.switchTo(os.spawn().pid);                      // xen_write_cr3: NEW_BASEPTR
+   * assert.ok(seen.includes("non-global"));
+   * ```
+   */
+  onTlbInvalidate(listener: TlbInvalidateListener): () => void {
+    if (typeof listener !== "function") {
+      throw new TypeError(
+        `listener ${String(listener)} is invalid: expected a function`,
+      );
+    }
+    this.#tlbListeners.push(listener);
+    return () => {
+      this.#tlbListeners = this.#tlbListeners.filter((l) => l !== listener);
+    };
+  }
+
+  /** Tell the listeners what the successful flushing ops of a batch did. */
+  #tlbEffects(ops: readonly PvMmuextOp[], r: PvBatchResult): void {
+    const ls = this.#tlbListeners;
+    if (ls.length === 0) return;
+    for (let i = 0; i < ops.length; i++) {
+      if (r.results[i]?.code !== "ok") continue;
+      const op = ops[i];
+      if (op.cmd === "new-baseptr" || op.cmd === "tlb-flush-local") {
+        for (const l of ls) l("non-global", 0, 0);
+      } else if (op.cmd === "invlpg-local") {
+        const hi = Math.floor(op.va / TWO32) >>> 0, lo = op.va >>> 0;
+        for (const l of ls) l("page", hi, lo);
+      }
+    }
+  }
+
+  /**
+   * The walk the MMU makes — the machine tables from the base pointer —
+   * without setting A/D bits or counting (for a TLB in front).
+   */
+  probeTranslation(
+    scratch: WalkScratch,
+    vaHi: number,
+    vaLo: number,
+    flags: number,
+  ): number {
+    return walkInto(
+      scratch,
+      this.#mode!,
+      this.#mem!,
+      this.mmu.baseAddress,
+      vaHi,
+      vaLo,
+      flags,
+      0,
+      0,
+      0,
+      7,
+      false,
+    );
+  }
+
+  /**
+   * Whether `mfn` is one of Xen's validated page tables: a store to it
+   * must reach Xen (ptwr) even through a writable TLB entry, which Xen
+   * flushed when the frame became a page table (`_get_page_type`).
+   */
+  writeTrapped(mfn: number): boolean {
+    return this.#mmu !== undefined && this.#mmu.isPageTable(mfn);
+  }
+
   /** Count one hypercall (one entry into Xen), logged with its result's first line. */
   #hypercall<R extends { toString(): string }>(r: R): R {
     this.vmExit(
@@ -205,12 +303,16 @@ export class PvScheme extends BaseScheme {
   /** `HYPERVISOR_multicall` (one VM exit for all the calls it carries). */
   multicall(calls: readonly PvMulticallEntry[]): PvMulticallResult {
     const r = this.mmu.multicall(calls);
+    calls.forEach((c, i) => {
+      if (c.op === "mmuext_op") this.#tlbEffects(c.ops, r.calls[i]);
+    });
     return this.#hypercall(r);
   }
 
   /** `HYPERVISOR_mmuext_op` (one VM exit). */
   mmuextOp(ops: readonly PvMmuextOp[]): PvBatchResult {
     const r = this.mmu.mmuextOp(ops);
+    this.#tlbEffects(ops, r);
     return this.#hypercall(r);
   }
 
