@@ -490,22 +490,35 @@ export class Host<K extends HypervisorKind = "xen"> {
     return mfn;
   }
 
+  /**
+   * A run of `count` free frames for `owner`, or -1. Like a buddy
+   * allocator handing out 2 MiB extents (Xen populates HVM guests with
+   * them), a run of 512 frames or more starts on a 512-frame boundary if
+   * such a run is free, so that second-stage 2 MiB leaves can map it;
+   * otherwise (and for shorter runs) the first free run that fits.
+   */
   #allocRun(owner: number, count: number): number {
     if (!Number.isInteger(count) || count < 1 || count > this.#free) return -1;
-    const o = this.#owners;
-    for (let m = o.find(OWNER_FREE, 0, this.frameCount); m >= 0;) {
+    let m = count >= 512 ? this.#findRun(count, 512) : -1;
+    if (m < 0) m = this.#findRun(count, 1);
+    if (m < 0) return -1;
+    for (let i = m; i < m + count; i++) {
+      this.#take(i, owner);
+      this.memory.zero(i * FRAME_SIZE, FRAME_SIZE);
+    }
+    return m;
+  }
+
+  /** The first start, a multiple of `align`, of `count` free frames, or -1. */
+  #findRun(count: number, align: number): number {
+    const o = this.#owners, n = this.frameCount;
+    for (let m = o.find(OWNER_FREE, 0, n); m >= 0;) {
+      // m starts a maximal free stretch; try its first aligned start
+      const a = Math.ceil(m / align) * align;
       let k = m;
-      while (k < this.frameCount && k - m < count && o.get(k) === OWNER_FREE) {
-        k++;
-      }
-      if (k - m === count) {
-        for (let i = m; i < m + count; i++) {
-          this.#take(i, owner);
-          this.memory.zero(i * FRAME_SIZE, FRAME_SIZE);
-        }
-        return m;
-      }
-      m = o.find(OWNER_FREE, k, this.frameCount);
+      while (k < n && k - a < count && o.get(k) === OWNER_FREE) k++;
+      if (k - a >= count) return a;
+      m = o.find(OWNER_FREE, k, n);
     }
     return -1;
   }

@@ -32,8 +32,13 @@
  *   (workload `randomAccess({ pageSize: "2m" })`); native then gets 2 MiB
  *   TLB entries, shadow paging splinters them into 4 KiB shadow entries,
  *   nested paging walks a 3-level guest walk (19 references, not 24);
- * - host (second-stage) 2 MiB pages: **not modelled** — `NestedScheme`
- *   installs 4 KiB EPT/NPT leaves only, so nested TLB entries are 4 KiB;
+ * - host (second-stage) 2 MiB pages: the "-h2m" configurations place the
+ *   guest's frames contiguously and `NestedScheme` (`hostPages: "2m"`)
+ *   maps each fully backed, 2 MiB-aligned region with one leaf; a TLB
+ *   entry is then min(guest page, host page), so 2 MiB only for the
+ *   direct map's 2 MiB guest pages; the 2-D walk shortens in the host
+ *   dimension (4 KiB guest pages: 19 references, not 24; 2 MiB on both
+ *   sides: 15);
  * - walk caches: nested paging without, and with a guest paging-structure
  *   cache, a nested TLB and a host PSC (Bhargava et al. 2008), each 32
  *   entries; native and shadow walks get the CPU's paging-structure cache
@@ -113,17 +118,84 @@ export const NESTED_CACHES: Readonly<NestedWalkerOptions> = Object.freeze({
 });
 
 /**
+ * A nested-paging configuration: EPT (or NPT) with 4 KiB or 2 MiB host
+ * (second-stage) pages, with or without {@linkcode NESTED_CACHES}. Named
+ * "nested", "nested+caches", and with 2 MiB host pages "nested-h2m",
+ * "nested+caches-h2m" (an NPT one gets "-npt" appended). 2 MiB host pages
+ * need 2 MiB-aligned contiguous machine memory, so those configurations
+ * place the guest's frames contiguously (the hypervisor then maps every
+ * fully backed 2 MiB region with one leaf, as Xen HAP and KVM with huge
+ * pages do).
+ *
+ * @example
+ * ```ts
+ * import { nestedConfig } from "./experiment.ts";
+ * import assert from "node:assert/strict";
+ * const c = nestedConfig({ hostPages: "2m", caches: true });
+ * assert.equal(c.name, "nested+caches-h2m");
+ * assert.equal(c.placement, "contiguous");
+ * assert.equal(c.create().name, "nested");
+ * assert.throws(() => nestedConfig({ hostPages: "1g" as never }), /hostPages "1g" is invalid/);
+ * ```
+ */
+export function nestedConfig(
+  options: {
+    /** "4k" (default) or "2m". */
+    hostPages?: "4k" | "2m";
+    /** Walk caches and a nested TLB ({@linkcode NESTED_CACHES}). Default false. */
+    caches?: boolean;
+    /** "ept" (default) or "npt". */
+    stage?: "ept" | "npt";
+  } = {},
+): ExperimentConfig {
+  const hostPages = options.hostPages ?? "4k";
+  if (hostPages !== "4k" && hostPages !== "2m") {
+    throw new RangeError(
+      `hostPages "${String(hostPages)}" is invalid: expected "4k" or "2m"`,
+    );
+  }
+  const stage = options.stage ?? "ept";
+  if (stage !== "ept" && stage !== "npt") {
+    throw new RangeError(
+      `stage "${String(stage)}" is invalid: expected "ept" or "npt"`,
+    );
+  }
+  const caches = options.caches ?? false;
+  const big = hostPages === "2m";
+  const dims = `${stage.toUpperCase()}, 4×4 walk`;
+  return {
+    name: `nested${caches ? "+caches" : ""}${big ? "-h2m" : ""}${
+      stage === "npt" ? "-npt" : ""
+    }`,
+    description: `nested paging (${dims}${big ? ", 2 MiB host pages" : ""}), ${
+      caches
+        ? "with guest PSC, nested TLB and host PSC (32 entries each)"
+        : "no walk caches"
+    }`,
+    create: () =>
+      new NestedScheme({
+        eventLog: 0,
+        stage,
+        hostPages,
+        ...(caches ? { caches: structuredClone(NESTED_CACHES) } : {}),
+      }),
+    ...(big ? { placement: "contiguous" as const } : {}),
+  };
+}
+
+/**
  * The default configurations: native, shadow, shadow with 3 out-of-sync
  * L1 shadows (Xen's number), Xen PV direct paging — each with a
- * paging-structure cache — nested (EPT, 4 levels, no walk caches), and
- * nested with {@linkcode NESTED_CACHES}. PV needs a Xen host: with
- * `hypervisor` "kvm" it is left out.
+ * paging-structure cache — and nested paging (EPT, 4 levels) without and
+ * with {@linkcode NESTED_CACHES}, over 4 KiB and over 2 MiB host pages
+ * ({@linkcode nestedConfig}). PV needs a Xen host: with `hypervisor`
+ * "kvm" it is left out.
  *
  * @example
  * ```ts
  * import { defaultConfigs } from "./experiment.ts";
  * import assert from "node:assert/strict";
- * assert.deepEqual(defaultConfigs().map((c) => c.name), ["native", "shadow", "shadow-oos", "pv", "nested", "nested+caches"]);
+ * assert.deepEqual(defaultConfigs().map((c) => c.name), ["native", "shadow", "shadow-oos", "pv", "nested", "nested+caches", "nested-h2m", "nested+caches-h2m"]);
  * assert.ok(!defaultConfigs("kvm").some((c) => c.name === "pv"));
  * ```
  */
@@ -162,21 +234,10 @@ export function defaultConfigs(
       psc: true,
     },
     ...pv,
-    {
-      name: "nested",
-      description: "nested paging (EPT, 4×4 walk), no walk caches",
-      create: () => new NestedScheme({ eventLog: 0 }),
-    },
-    {
-      name: "nested+caches",
-      description:
-        "nested paging with guest PSC, nested TLB and host PSC (32 entries each)",
-      create: () =>
-        new NestedScheme({
-          eventLog: 0,
-          caches: structuredClone(NESTED_CACHES),
-        }),
-    },
+    nestedConfig(),
+    nestedConfig({ caches: true }),
+    nestedConfig({ hostPages: "2m" }),
+    nestedConfig({ hostPages: "2m", caches: true }),
   ];
 }
 
@@ -422,7 +483,7 @@ const RESULT_CODE: Record<string, number> = {
  * const r = runExperiment(forkExecChurn({ rounds: 3, pages: 8 }), {
  *   onProgress: (p) => { if (p.done === p.total) seen.push(p.config); },
  * });
- * assert.deepEqual(seen, ["native", "shadow", "shadow-oos", "pv", "nested", "nested+caches"]);
+ * assert.deepEqual(seen, ["native", "shadow", "shadow-oos", "pv", "nested", "nested+caches", "nested-h2m", "nested+caches-h2m"]);
  * assert.ok(r.row("shadow").vmExits > r.row("nested").vmExits);
  * assert.ok(r.row("shadow").overhead > 1);
  * assert.ok(r.exitRows.some((x) => x.config === "shadow" && x.reason === "wp-emulation"));
@@ -625,7 +686,7 @@ export function runExperiment(
         baseName ?? "nothing (no baseline)"
       }`,
       "walk references: native = guest entries read, shadow = shadow entries read by hardware walks (both less what the paging-structure cache saves), nested = 2-D references made",
-      "not modelled: host (second-stage) 2 MiB pages — nested paging installs 4 KiB EPT/NPT leaves; guest large pages exist only in the kernel's direct map",
+      "host 2 MiB pages (-h2m): the guest's frames placed contiguously, 2 MiB second-stage leaves; guest large pages exist only in the kernel's direct map",
     ],
   });
 }

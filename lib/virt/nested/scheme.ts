@@ -6,12 +6,32 @@
  * machine memory, built lazily as KVM's `tdp_mmu_map` does: an access
  * whose gpa has no EPT/NPT entry exits with an EPT violation (#NPF); the
  * handler asks the domain's P2M or memslots for the frame (`mfnForAccess`,
- * which faults the page into the VMM under KVM), installs a 4 KiB leaf and
+ * which faults the page into the VMM under KVM), installs a leaf and
  * resumes the guest, which retries the access. A gpa with no memory behind
  * it becomes an `"mmio"` exit, as in the reference scheme. P2M changes —
  * ballooning, and KVM memslot add / remove / move — zap the affected
  * leaves (KVM `kvm_unmap_gfn_range`) and INVEPT; the next access faults
  * them back from the new memslot.
+ *
+ * Leaves are 4 KiB by default. With `hostPages: "2m"` the handler installs
+ * a 2 MiB leaf for the faulting gfn's 2 MiB-aligned region R when the
+ * whole of R is inside the gfn space and resident now, on machine frames
+ * `mfn0 + i` with `mfn0` 2 MiB-aligned, all equally writable, and none of R
+ * is being dirty-logged — as KVM does for THP/hugetlbfs-backed memslots
+ * (`kvm_mmu_max_mapping_level`; no huge pages on a slot with
+ * `KVM_MEM_LOG_DIRTY_PAGES`) and Xen HAP for superpage-populated guests.
+ * Only the faulting gfn goes through `mfnForAccess`; the rest of R is
+ * checked with the side-effect-free `lookup`, so nothing is faulted in to
+ * make a region eligible (under KVM a region becomes eligible once the VMM
+ * has touched all of it; contiguous Xen domains are populated at once on
+ * 2 MiB-aligned runs, see `Host`). Otherwise the leaf is 4 KiB. A 4 KiB
+ * table already under an eligible region is replaced by the 2 MiB leaf
+ * and its frame freed, as `kvm_tdp_mmu_map` replaces a non-leaf entry at
+ * the goal level (then INVEPT, since the host PSC may hold it). A P2M
+ * change of any gfn in R drops the whole 2 MiB leaf; starting dirty
+ * logging splits the 2 MiB leaves overlapping the range into 512 4 KiB
+ * leaves with the same frames and rights (KVM's eager page split), so
+ * logged gfns are tracked per 4 KiB page.
  *
  * Optional, all off by default:
  * - walk caches in both dimensions and a nested TLB (`caches`, Bhargava et
@@ -37,6 +57,15 @@
  * visible), and the exact instant of a PML-full exit: the model takes it
  * right after the access whose D update overflowed the log, and logs that
  * gpa into the emptied log, the state the retried access would leave.
+ * With 2 MiB second-stage leaves, not modelled: 2 MiB entries in the
+ * tagged TLB (combined gla → hpa entries stay 4 KiB) and in the walker's
+ * nested TLB (per 4 KiB gpa page; its host PSC caches only the entries
+ * above the leaf, so a 2 MiB leaf is never cached as a table); the A/D
+ * bits a split copies from the 2 MiB leaf (split leaves start clean,
+ * except the D that PML presets); and the huge-page recovery KVM runs
+ * when dirty logging stops (`kvm_mmu_zap_collapsible_sptes`, in newer
+ * kernels `kvm_mmu_recover_huge_pages`): here a region collapses back into
+ * a 2 MiB leaf only on its next second-stage fault.
  *
  * @module
  */
@@ -120,6 +149,15 @@ export interface NestedOptions extends SchemeOptions {
    * §15.16: VMRUN with ASID 0 fails), so NPT needs 1..65535.
    */
   vpid?: number;
+  /**
+   * Second-stage page size: "4k" (default) installs a 4 KiB leaf per
+   * fault; "2m" installs a 2 MiB leaf when the whole 2 MiB-aligned gfn
+   * region around the faulting gfn is resident on one 2 MiB-aligned run
+   * of machine frames with the same rights and none of it is being
+   * dirty-logged (KVM on THP/hugetlbfs memslots, Xen HAP with superpage
+   * populated guests), else a 4 KiB leaf.
+   */
+  hostPages?: "4k" | "2m";
 }
 
 /**
@@ -166,12 +204,16 @@ export interface DirtyLog {
 export const PML_ENTRIES = 512;
 
 const PAGE = 4096;
+/** 4 KiB pages per 2 MiB page. */
+const LARGE = 512;
 /** Zapping more gfns than this drops the whole second stage instead. */
 const ZAP_ALL = 4096;
 
 /**
  * Hardware-assisted paging: guest tables walked by the "hardware" through
- * EPT or NPT tables the hypervisor builds on demand.
+ * EPT or NPT tables the hypervisor builds on demand, of 4 KiB leaves or,
+ * with `hostPages: "2m"`, of 2 MiB leaves where the domain's memory allows
+ * (see the module doc).
  *
  * @example
  * ```ts
@@ -206,6 +248,8 @@ export class NestedScheme extends BaseScheme {
   readonly levels: 4 | 5;
   /** EPT A/D enabled. */
   readonly ad: boolean;
+  /** Second-stage leaf size the violation handler installs: "4k" or "2m" where eligible. */
+  readonly hostPages: "4k" | "2m";
   #root = 0;
   #hostRoot = 0;
   #frames: HypervisorFrameSource | undefined = undefined;
@@ -221,6 +265,9 @@ export class NestedScheme extends BaseScheme {
   #tableViolations = 0;
   #finalViolations = 0;
   #mapped = 0;
+  #largeMapped = 0;
+  #largeSplit = 0;
+  #collapsed = 0;
   #zapped = 0;
   #mmioExits = 0;
   #caches: NestedWalkerOptions;
@@ -266,6 +313,13 @@ export class NestedScheme extends BaseScheme {
     this.stage = stage;
     this.levels = levels;
     this.ad = options.ad ?? false;
+    const hostPages = options.hostPages ?? "4k";
+    if (hostPages !== "4k" && hostPages !== "2m") {
+      throw new RangeError(
+        `hostPages "${String(hostPages)}" is invalid: expected "4k" or "2m"`,
+      );
+    }
+    this.hostPages = hostPages;
     this.#caches = options.caches ?? {};
     const vpid = options.vpid ?? 1;
     if (!Number.isInteger(vpid) || vpid < 0 || vpid > 0xffff) {
@@ -343,6 +397,50 @@ export class NestedScheme extends BaseScheme {
     return this.#walker;
   }
 
+  /**
+   * The page shift of the second-stage leaf that maps `gpa` now: 21 for a
+   * 2 MiB leaf, 12 for a 4 KiB leaf or when nothing maps it. A walk that
+   * sets no A/D bits and counts nothing. A TLB that caches the combined
+   * translation may use min(guest page, this) as the entry's size.
+   * Throws `RangeError` for a gpa that is not an integer in
+   * [0, 2^48) (2^57 with 5 levels), or when the scheme is not attached.
+   *
+   * @example A contiguous Xen domain gets 2 MiB leaves with `hostPages: "2m"`.
+   * ```ts
+   * import { Host } from "../host.ts";
+   * import { NestedScheme } from "./scheme.ts";
+   * import { PageTable } from "../../paging/builder.ts";
+   * import { pagingMode } from "../../paging/mode.ts";
+   * import { X86_64_4LEVEL } from "../../paging/format.ts";
+   * import assert from "node:assert/strict";
+   * const host = new Host({ memory: 16 * 2 ** 20, hypervisor: "xen" });
+   * const vm = host.createDomain({ memory: 4 * 2 ** 20, placement: "contiguous" });
+   * const mode = pagingMode(X86_64_4LEVEL);
+   * const hap = new NestedScheme({ hostPages: "2m" });
+   * hap.attach({ host, domain: vm, memory: vm.memory, mode });
+   * const pt = new PageTable(vm.memory.unwatched, { mode });
+   * pt.map(0x1000, 0x5000, { user: true });
+   * hap.loadCr3(pt.root);
+   * assert.equal(hap.secondStagePageShift(0x5000), 12);  // nothing mapped yet
+   * const r = hap.access(0x1000);
+   * assert.equal(r.exits, 1);          // tables and data page: one 2 MiB region
+   * assert.equal(hap.counters.extra.largeLeavesMapped, 1);
+   * assert.equal(hap.secondStagePageShift(0x5000), 21);
+   * assert.equal(hap.secondStagePageShift(0x200000), 12); // the next region
+   * ```
+   */
+  secondStagePageShift(gpa: number): number {
+    this.walker; // throws when not attached
+    const bits = this.levels === 5 ? 57 : 48;
+    if (!Number.isInteger(gpa) || gpa < 0 || gpa >= 2 ** bits) {
+      throw new RangeError(
+        `gpa ${String(gpa)} is invalid: expected an integer in [0, 2^${bits})`,
+      );
+    }
+    const shift = this.#probe(gpa);
+    return shift === 0 ? 12 : shift;
+  }
+
   /** Allocate the second-stage root and the walker. */
   protected override onAttach(context: SchemeContext): void {
     const host = context.host;
@@ -399,7 +497,10 @@ export class NestedScheme extends BaseScheme {
     this.#tlb?.guestInvlpg(this.#vpid, vaHi, vaLo);
   }
 
-  /** Zap the second-stage leaves of changed gfns (KVM `kvm_unmap_gfn_range`). */
+  /**
+   * Zap the second-stage leaves of changed gfns (KVM `kvm_unmap_gfn_range`);
+   * a 2 MiB leaf goes whole when any of its gfns changes.
+   */
   protected override onP2mChanged(firstGfn: number, count: number): void {
     if (this.#walker === undefined) return;
     // KVM flushes the remote TLBs after a zap: INVEPT single-context
@@ -409,40 +510,86 @@ export class NestedScheme extends BaseScheme {
       this.#resetSecondStage();
       return;
     }
-    const mem = this.context.host.memory;
     for (let gfn = firstGfn; gfn < firstGfn + count; gfn++) {
-      const gpa = gfn * PAGE;
-      if (this.#ept !== undefined) {
-        const s = this.#es;
-        if (
-          eptWalkInto(s, this.#ept, mem, this.#hostRoot, gpa, 0, false) === 0
-        ) {
-          const ea = s.entryAddr[s.steps - 1];
-          mem.write32(ea, 0);
-          mem.write32(ea + 4, 0);
-          this.#zapped++;
-        }
-      } else {
-        const s = this.#ns;
-        const r = walkInto(
-          s,
-          this.#npt!,
-          mem,
-          this.#hostRoot,
-          Math.floor(gpa / 2 ** 32),
-          gpa >>> 0,
-          ACCESS_USER,
-          0,
-          0,
-          0,
-          7,
-          false,
-        );
-        if (r === WALK_OK) {
-          this.#npTable!.unmap(gpa);
-          this.#zapped++;
-        }
+      // a 2 MiB leaf goes whole: the next faults in its region map 4 KiB
+      // or 2 MiB leaves as eligibility says then
+      const shift = this.#probe(gfn * PAGE);
+      if (shift !== 0) {
+        this.#clearLeaf(gfn * PAGE, shift);
+        this.#zapped++;
       }
+    }
+  }
+
+  /**
+   * Walk the second stage for `gpa` without setting A/D bits or counting
+   * anything; returns the leaf's page shift (12 or 21), or 0 when no leaf
+   * maps it. The path stays in the scheme's scratch (#es or #ns).
+   */
+  #probe(gpa: number): number {
+    const mem = this.context.host.memory;
+    if (this.#ept !== undefined) {
+      const s = this.#es;
+      return eptWalkInto(s, this.#ept, mem, this.#hostRoot, gpa, 0, false) ===
+          0
+        ? s.pageShift
+        : 0;
+    }
+    const s = this.#ns;
+    return walkInto(
+        s,
+        this.#npt!,
+        mem,
+        this.#hostRoot,
+        Math.floor(gpa / 2 ** 32),
+        gpa >>> 0,
+        ACCESS_USER,
+        0,
+        0,
+        0,
+        7,
+        false,
+      ) === WALK_OK
+      ? s.pageShift
+      : 0;
+  }
+
+  /** After {@linkcode #probe}: the level-2 entry's address and raw low dword, and the table it points to (-1 if none). */
+  #probeLevel2(): { ea: number; lo: number; table: number } {
+    const ept = this.#ept;
+    const steps = ept !== undefined ? this.#es.steps : this.#ns.steps;
+    const level = ept !== undefined ? this.#es.level : this.#ns.level;
+    const ea = ept !== undefined ? this.#es.entryAddr : this.#ns.entryAddr;
+    const lo = ept !== undefined ? this.#es.lo : this.#ns.lo;
+    const hi = ept !== undefined ? this.#es.hi : this.#ns.hi;
+    for (let i = 0; i < steps; i++) {
+      if (level[i] !== 2) continue;
+      const present = ept !== undefined ? (lo[i] & 7) !== 0 : (lo[i] & 1) !== 0;
+      if (!present || (lo[i] & 0x80) !== 0) {
+        return { ea: ea[i], lo: lo[i], table: -1 };
+      }
+      const aLo = ept !== undefined ? ept.addrLo : this.#npt!.tables.addrLo;
+      const aHi = ept !== undefined ? ept.addrHi : this.#npt!.tables.addrHi;
+      return {
+        ea: ea[i],
+        lo: lo[i],
+        table: (hi[i] & aHi) * 4294967296 + ((lo[i] & aLo) >>> 0),
+      };
+    }
+    return { ea: -1, lo: 0, table: -1 };
+  }
+
+  /** Remove the leaf of page shift `shift` (from {@linkcode #probe}) that maps `gpa`. */
+  #clearLeaf(gpa: number, shift: number): void {
+    if (this.#ept !== undefined) {
+      const mem = this.context.host.memory;
+      const s = this.#es;
+      const ea = s.entryAddr[s.steps - 1];
+      mem.write32(ea, 0);
+      mem.write32(ea + 4, 0);
+    } else {
+      const size = 2 ** shift;
+      this.#npTable!.unmap(gpa - (gpa % size));
     }
   }
 
@@ -566,7 +713,8 @@ export class NestedScheme extends BaseScheme {
   }
 
   /**
-   * Cache the walk's combined translation: the guest rights AND the second
+   * Cache the walk's combined translation (always a 4 KiB entry, whatever
+   * the guest and second-stage page sizes): the guest rights AND the second
    * stage's; W only once both leaves are dirty (a write through a clean
    * entry walks again to set D, SDM §4.8 and §28.3.5). Not with protection
    * keys (the key is not cached here), nor for an unreadable (execute-only)
@@ -638,15 +786,18 @@ export class NestedScheme extends BaseScheme {
         this.#dirtyFaults++;
       } else writable = false;
     }
+    if (
+      this.hostPages === "2m" && !logged && this.#largeEligible(gfn, mfn, !ro)
+    ) {
+      const r = gfn - (gfn % LARGE);
+      this.#mapLarge(r * PAGE, (mfn - (gfn - r)) * PAGE, !ro);
+      return true;
+    }
+    // whatever maps the page now goes (a 2 MiB leaf whole: its other pages
+    // fault back in)
+    const old = this.#probe(gpaPage);
+    if (old !== 0) this.#clearLeaf(gpaPage, old);
     if (this.#ept !== undefined) {
-      const s = this.#es;
-      if (
-        eptWalkInto(s, this.#ept, mem, this.#hostRoot, gpaPage, 0, false) === 0
-      ) {
-        const ea = s.entryAddr[s.steps - 1];
-        mem.write32(ea, 0);
-        mem.write32(ea + 4, 0);
-      }
       eptMap(
         this.#ept,
         mem,
@@ -656,24 +807,167 @@ export class NestedScheme extends BaseScheme {
         hpa,
         { write: writable },
       );
-      if (this.#logMode === "pml" && !logged) {
-        // KVM presets D on leaves of gfns not being logged, so that PML
-        // records only logged ones
-        eptWalkInto(s, this.#ept, mem, this.#hostRoot, gpaPage, 0, false);
-        const ea = s.entryAddr[s.steps - 1];
-        mem.write32(ea, (mem.read32(ea) | 0x200) >>> 0);
-      }
+      if (this.#logMode === "pml" && !logged) this.#presetDirty(gpaPage);
     } else {
-      const pt = this.#npTable!;
-      try {
-        pt.unmap(gpaPage);
-      } catch {
-        // not mapped
-      }
-      pt.map(gpaPage, hpa, { user: true, writable, executable: true });
+      this.#npTable!.map(gpaPage, hpa, {
+        user: true,
+        writable,
+        executable: true,
+      });
     }
     this.#mapped++;
     return true;
+  }
+
+  /**
+   * KVM presets D on the EPT leaves of gfns not being logged, so that PML
+   * records only logged ones.
+   */
+  #presetDirty(gpa: number): void {
+    const mem = this.context.host.memory, s = this.#es;
+    eptWalkInto(s, this.#ept!, mem, this.#hostRoot, gpa, 0, false);
+    const ea = s.entryAddr[s.steps - 1];
+    mem.write32(ea, (mem.read32(ea) | 0x200) >>> 0);
+  }
+
+  /**
+   * Whether the 2 MiB region of `gfn` (which the caller found at `mfn`,
+   * writable or not) can be one 2 MiB leaf: every gfn of the region inside
+   * the gfn space and resident now, at `mfn0 + i` with `mfn0` 2 MiB-aligned,
+   * all with the same writability, none being dirty-logged (KVM disables
+   * huge pages on a slot with KVM_MEM_LOG_DIRTY_PAGES). Nothing is faulted
+   * in: the other gfns are checked with `lookup`, which has no side
+   * effects, and only once resident is `mfnForAccess(g, true)` asked about
+   * writability — for a Xen domain a P2M read; for a KVM domain the
+   * memslot's read-only flag, then the resident page (it may memoize it;
+   * it cannot fault one in).
+   */
+  #largeEligible(gfn: number, mfn: number, writable: boolean): boolean {
+    const d = this.context.domain;
+    const r = gfn - (gfn % LARGE);
+    if (r + LARGE > d.gfnCount) return false;
+    const mfn0 = mfn - (gfn - r);
+    if (mfn0 < 0 || mfn0 % LARGE !== 0) return false;
+    if (
+      this.#logMode !== undefined && r < this.#logFirst + this.#logCount &&
+      this.#logFirst < r + LARGE
+    ) return false;
+    for (let g = r; g < r + LARGE; g++) {
+      if (g === gfn) continue;
+      const m = mfn0 + (g - r);
+      if (d.lookup(g) !== m || d.mfnForAccess(g, false) !== m) return false;
+      if ((d.mfnForAccess(g, true) >= 0) !== writable) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Install a 2 MiB leaf for the region at `gpa` → `hpa`. A 4 KiB table
+   * already under the region's level-2 entry (from earlier, ineligible
+   * faults) is replaced and its frame freed, as KVM's `kvm_tdp_mmu_map`
+   * replaces a non-leaf SPTE at the goal level; the walk caches are then
+   * flushed (INVEPT single-context), since the host PSC may hold the
+   * freed table.
+   */
+  #mapLarge(gpa: number, hpa: number, writable: boolean): void {
+    const mem = this.context.host.memory;
+    const shift = this.#probe(gpa);
+    if (shift === 21) this.#clearLeaf(gpa, 21);
+    else {
+      const { ea, table } = this.#probeLevel2();
+      if (table >= 0) {
+        if (this.#ept !== undefined) {
+          mem.write32(ea, 0);
+          mem.write32(ea + 4, 0);
+          this.#frames!.free(table);
+        } else {
+          // unmap the table's leaves; the builder frees the empty table
+          // when the large page replaces it
+          for (let i = 0; i < LARGE; i++) {
+            if ((mem.read32(table + i * 8) & 1) !== 0) {
+              this.#npTable!.unmap(gpa + i * PAGE);
+            }
+          }
+        }
+        this.#collapsed++;
+        this.#walker!.invept("single");
+        this.#tlb?.invept("single-context", this.#hostRoot);
+      }
+    }
+    if (this.#ept !== undefined) {
+      eptMap(
+        this.#ept,
+        mem,
+        () => this.#frames!.alloc(),
+        this.#hostRoot,
+        gpa,
+        hpa,
+        { pageShift: 21, write: writable },
+      );
+      // not logged (eligibility), so PML must not record it
+      if (this.#logMode === "pml") this.#presetDirty(gpa);
+    } else {
+      this.#npTable!.map(gpa, hpa, {
+        size: 2 ** 21,
+        user: true,
+        writable,
+        executable: true,
+      });
+    }
+    this.#mapped++;
+    this.#largeMapped++;
+  }
+
+  /**
+   * Split the 2 MiB leaves overlapping gfns `[first, first + count)` into
+   * 4 KiB leaves with the same frames and rights (KVM's eager page split
+   * when dirty logging starts), so that logged gfns get 4 KiB leaves.
+   * The new leaves start with A/D clear, except that PML presets D on the
+   * gfns not logged.
+   */
+  #splitLarge(first: number, count: number): void {
+    const mem = this.context.host.memory;
+    const r0 = first - (first % LARGE);
+    for (let r = r0; r < first + count; r += LARGE) {
+      const gpa = r * PAGE;
+      if (this.#probe(gpa) !== 21) continue;
+      let hpa: number, writable: boolean;
+      if (this.#ept !== undefined) {
+        const s = this.#es, last = s.steps - 1;
+        hpa = (s.hi[last] & this.#ept.addrHi) * 4294967296 +
+          ((s.lo[last] & this.#ept.addrLo) >>> 0);
+        writable = (s.lo[last] & 2) !== 0;
+      } else {
+        hpa = this.#ns.pa - (this.#ns.pa % 2 ** 21);
+        writable = (this.#ns.finalRights & RIGHT_W) !== 0;
+      }
+      hpa -= hpa % 2 ** 21;
+      this.#clearLeaf(gpa, 21);
+      for (let i = 0; i < LARGE; i++) {
+        const g = r + i;
+        if (this.#ept !== undefined) {
+          eptMap(
+            this.#ept,
+            mem,
+            () => this.#frames!.alloc(),
+            this.#hostRoot,
+            g * PAGE,
+            hpa + i * PAGE,
+            { write: writable },
+          );
+          const logged = g >= this.#logFirst &&
+            g < this.#logFirst + this.#logCount;
+          if (this.#logMode === "pml" && !logged) this.#presetDirty(g * PAGE);
+        } else {
+          this.#npTable!.map(g * PAGE, hpa + i * PAGE, {
+            user: true,
+            writable,
+            executable: true,
+          });
+        }
+      }
+      this.#largeSplit++;
+    }
   }
 
   // ---- dirty logging (KVM_MEM_LOG_DIRTY_PAGES) ---------------------------
@@ -682,7 +976,8 @@ export class NestedScheme extends BaseScheme {
    * Start dirty logging on a gfn range, as KVM does for live migration
    * when a memslot gets `KVM_MEM_LOG_DIRTY_PAGES`: the bitmap starts
    * clean and every present leaf in the range is armed (write-protect:
-   * W cleared; PML: D cleared), then the TLBs are flushed (INVEPT).
+   * W cleared; PML: D cleared), then the TLBs are flushed (INVEPT). 2 MiB
+   * leaves overlapping the range are split into 4 KiB leaves first.
    * Throws `RangeError` for a bad range or mode, or PML without EPT A/D.
    *
    * @example Write-protect logging: the first write to a page exits once and is logged.
@@ -748,6 +1043,7 @@ export class NestedScheme extends BaseScheme {
     this.walker.onDirty = mode === "pml"
       ? (gpa: number) => this.#pmlLog(gpa)
       : undefined;
+    this.#splitLarge(first, count);
     this.#arm(first, count, undefined);
   }
 
@@ -948,7 +1244,12 @@ export class NestedScheme extends BaseScheme {
     this.#tlb?.vmTransition(this.#vpid);
   }
 
-  /** Walks, references, violations by cause, leaves installed and zapped. */
+  /**
+   * Walks, references, violations by cause, leaves installed (4 KiB and
+   * 2 MiB) and zapped; with `hostPages: "2m"` also the 2 MiB leaves
+   * installed, split (dirty logging) and the 4 KiB tables collapsed into
+   * one.
+   */
   protected override extraCounters(): Record<string, number> {
     return {
       nestedWalks: this.#walks,
@@ -956,6 +1257,13 @@ export class NestedScheme extends BaseScheme {
       violationsOnTableWalk: this.#tableViolations,
       violationsOnFinalAccess: this.#finalViolations,
       leavesMapped: this.#mapped,
+      ...(this.hostPages === "2m"
+        ? {
+          largeLeavesMapped: this.#largeMapped,
+          largeLeavesSplit: this.#largeSplit,
+          tablesCollapsed: this.#collapsed,
+        }
+        : {}),
       leavesZapped: this.#zapped,
       mmioExits: this.#mmioExits,
       secondStageFrames: this.#frames?.allocatedCount ?? 0,
@@ -974,6 +1282,9 @@ export class NestedScheme extends BaseScheme {
     this.#walks = this.#refs = this.#tableViolations = 0;
     this.#finalViolations =
       this.#mapped =
+      this.#largeMapped =
+      this.#largeSplit =
+      this.#collapsed =
       this.#zapped =
       this.#mmioExits =
         0;
