@@ -24,6 +24,7 @@ import {
 import {
   defaultConfigs,
   type ExperimentProgress,
+  nestedConfig,
   runExperiment,
 } from "../lib/workload/experiment.ts";
 import {
@@ -488,6 +489,45 @@ Deno.test("runner: 2-D walk references per TLB miss (24 for 4×4, 19 with guest 
   assert.ok(r2.row("native").tlbHitRate > 0.99);
   assert.ok(r2.row("nested").tlbHitRate < 0.5);
   assert.ok(r2.row("shadow").refsPerMiss <= 4);
+});
+
+Deno.test("runner: 2 MiB host pages shorten the 2-D walk and, with 2 MiB guest pages, give native's TLB reach", () => {
+  const r4 = runExperiment(randomAccess({ pages: 256, updates: 600, seed: 4 }));
+  assert.equal(r4.row("nested").refsPerMiss, 24);
+  assert.equal(r4.row("nested-h2m").refsPerMiss, 19); // 4 guest tables + data: 3 host refs each
+  assert.equal(r4.row("nested-h2m").tlbHitRate, r4.row("nested").tlbHitRate);
+  assert.ok(r4.row("nested-h2m").overhead < r4.row("nested").overhead);
+  assert.equal(new Set(r4.rows.map((x) => x.checksum)).size, 1);
+  const r2 = runExperiment(
+    randomAccess({ pages: 1024, updates: 600, pageSize: "2m", seed: 4 }),
+    {
+      configs: [
+        defaultConfigs()[0],
+        nestedConfig(),
+        nestedConfig({ hostPages: "2m" }),
+      ],
+    },
+  );
+  const [n, h4, h2] = ["native", "nested", "nested-h2m"].map((c) => r2.row(c));
+  // 2 MiB on both sides: 2 MiB TLB entries, as native; 4 KiB host pages cap them at 4 KiB
+  assert.equal(h2.tlbHitRate, n.tlbHitRate);
+  assert.ok(h4.tlbHitRate < 0.5);
+  assert.ok(
+    h2.overhead < 1.5 && h4.overhead > 10,
+    `${h2.overhead} ${h4.overhead}`,
+  );
+  assert.equal(h2.checksum, n.checksum);
+  // EPT violations: one 2 MiB leaf maps a whole region
+  const f = runExperiment(mmapChurn({ rounds: 8 }), {
+    configs: [nestedConfig(), nestedConfig({ hostPages: "2m", stage: "npt" })],
+  });
+  assert.equal(f.rows[1].config, "nested-h2m-npt");
+  assert.ok(f.rows[1].vmExits < f.rows[0].vmExits);
+  assert.equal(f.rows[0].checksum, f.rows[1].checksum);
+  assert.throws(
+    () => nestedConfig({ stage: "vmx" as never }),
+    /stage "vmx" is invalid/,
+  );
 });
 
 Deno.test("runner: plugged-in schemes, progress, options and errors", () => {
