@@ -769,7 +769,6 @@ export class NestedScheme extends BaseScheme {
       );
       return false;
     }
-    const mem = this.context.host.memory;
     const gpaPage = gfn * PAGE, hpa = mfn * PAGE;
     // Dirty logging: a write fault on a logged gfn marks it dirty and
     // restores W (KVM `fast_page_fault`); under write-protect logging any
@@ -797,26 +796,43 @@ export class NestedScheme extends BaseScheme {
     // fault back in)
     const old = this.#probe(gpaPage);
     if (old !== 0) this.#clearLeaf(gpaPage, old);
+    this.#installLeaf(gpaPage, hpa, 12, writable, !logged);
+    return true;
+  }
+
+  /**
+   * Install one second-stage leaf of `2^shift` bytes (nothing maps `gpa`
+   * yet); with PML, `presetD` sets its dirty flag so that the CPU does not
+   * log it. Counts it.
+   */
+  #installLeaf(
+    gpa: number,
+    hpa: number,
+    shift: 12 | 21,
+    writable: boolean,
+    presetD: boolean,
+  ): void {
     if (this.#ept !== undefined) {
       eptMap(
         this.#ept,
-        mem,
+        this.context.host.memory,
         () => this.#frames!.alloc(),
         this.#hostRoot,
-        gpaPage,
+        gpa,
         hpa,
-        { write: writable },
+        { pageShift: shift, write: writable },
       );
-      if (this.#logMode === "pml" && !logged) this.#presetDirty(gpaPage);
+      if (this.#logMode === "pml" && presetD) this.#presetDirty(gpa);
     } else {
-      this.#npTable!.map(gpaPage, hpa, {
+      this.#npTable!.map(gpa, hpa, {
+        size: 2 ** shift,
         user: true,
         writable,
         executable: true,
       });
     }
     this.#mapped++;
-    return true;
+    if (shift === 21) this.#largeMapped++;
   }
 
   /**
@@ -894,28 +910,8 @@ export class NestedScheme extends BaseScheme {
         this.#tlb?.invept("single-context", this.#hostRoot);
       }
     }
-    if (this.#ept !== undefined) {
-      eptMap(
-        this.#ept,
-        mem,
-        () => this.#frames!.alloc(),
-        this.#hostRoot,
-        gpa,
-        hpa,
-        { pageShift: 21, write: writable },
-      );
-      // not logged (eligibility), so PML must not record it
-      if (this.#logMode === "pml") this.#presetDirty(gpa);
-    } else {
-      this.#npTable!.map(gpa, hpa, {
-        size: 2 ** 21,
-        user: true,
-        writable,
-        executable: true,
-      });
-    }
-    this.#mapped++;
-    this.#largeMapped++;
+    // not logged (eligibility), so PML must not record it
+    this.#installLeaf(gpa, hpa, 21, writable, true);
   }
 
   /**
@@ -1196,32 +1192,9 @@ export class NestedScheme extends BaseScheme {
     for (let i = 0; i < count; i++) {
       if (only !== undefined && (only[i >> 3] & (1 << (i & 7))) === 0) continue;
       const gpa = (first + i) * PAGE;
-      let ea = -1;
-      if (this.#ept !== undefined) {
-        const s = this.#es;
-        if (
-          eptWalkInto(s, this.#ept, mem, this.#hostRoot, gpa, 0, false) === 0
-        ) ea = s.entryAddr[s.steps - 1];
-      } else {
-        const s = this.#ns;
-        if (
-          walkInto(
-            s,
-            this.#npt!,
-            mem,
-            this.#hostRoot,
-            Math.floor(gpa / 2 ** 32),
-            gpa >>> 0,
-            ACCESS_USER,
-            0,
-            0,
-            0,
-            7,
-            false,
-          ) === WALK_OK
-        ) ea = s.entryAddr[s.steps - 1];
-      }
-      if (ea < 0) continue;
+      if (this.#probe(gpa) === 0) continue;
+      const sc = this.#ept !== undefined ? this.#es : this.#ns;
+      const ea = sc.entryAddr[sc.steps - 1];
       const lo = mem.read32(ea);
       if ((lo & clear) !== 0) mem.write32(ea, (lo & ~clear) >>> 0);
     }
