@@ -13,6 +13,7 @@ import {
   formatActivity,
   type GuestOp,
   minimizeActivity,
+  randomGuestActivity,
   runActivity,
 } from "../lib/virt/guest/activity.ts";
 import type { MmuScheme } from "../lib/virt/scheme.ts";
@@ -156,4 +157,68 @@ export function assertSameAsReference(
       formatActivity(small)
     }\n` + describeDiff(i, a[i]?.result, b[i]?.result, side.name),
   );
+}
+
+/**
+ * The two workloads of the HVM differential tests: the generator's default
+ * mix (short runs, many processes), and a dense one (long runs,
+ * access-heavy, no stray INVLPGs, which would hide a stale entry by
+ * dropping it): only there do pages stay resident long enough for fork and
+ * mprotect to flush with a CR3 reload.
+ */
+export const DIFF_WORKLOADS: readonly {
+  name: string;
+  seeds: number;
+  ops: number;
+  weights: Partial<Record<GuestOp["op"], number>>;
+}[] = [
+  { name: "mixed", seeds: 150, ops: 90, weights: {} },
+  {
+    name: "dense",
+    seeds: 20,
+    ops: 300,
+    weights: { access: 120, fork: 6, mprotect: 10, invlpg: 0 },
+  },
+];
+
+/**
+ * Register one `Deno.test` per workload × configuration × hypervisor: each
+ * seed's random activity under `make(options)` must equal the reference
+ * (ballooning on Xen only). Seeds are `seed · seedStep + name length`;
+ * `scale` multiplies the seed counts.
+ */
+export function registerDiffTests<O>(
+  scheme: string,
+  configs: readonly { name: string; options: O }[],
+  make: (options: O) => MmuScheme,
+  seedStep: number,
+  scale: number,
+): void {
+  for (const w of DIFF_WORKLOADS) {
+    for (const { name, options } of configs) {
+      for (const hypervisor of ["xen", "kvm"] as const) {
+        const seeds = Math.max(1, Math.round(w.seeds * scale));
+        Deno.test(`${scheme} = reference: ${w.name}, ${name}, ${hypervisor}, ${seeds} seeds × ${w.ops} ops`, () => {
+          for (let seed = 1; seed <= seeds; seed++) {
+            const ops = randomGuestActivity(
+              seed * seedStep + name.length,
+              w.ops,
+              {
+                memory: GUEST_MEMORY,
+                kernelHeapPages: 4,
+                balloon: hypervisor === "xen",
+                weights: w.weights,
+              },
+            );
+            assertSameAsReference(
+              ops,
+              { name: scheme, make: () => make(options) },
+              hypervisor,
+              `${w.name}, ${name}, ${hypervisor}, seed ${seed}`,
+            );
+          }
+        });
+      }
+    }
+  }
 }

@@ -8,14 +8,9 @@
  * mismatch the op list is shrunk and printed.
  */
 import assert from "node:assert/strict";
-import type { HypervisorKind } from "../lib/virt/host.ts";
 import { randomGuestActivity } from "../lib/virt/guest/activity.ts";
 import { type NestedOptions, NestedScheme } from "../lib/virt/nested/scheme.ts";
-import {
-  assertSameAsReference,
-  GUEST_MEMORY,
-  runGuest,
-} from "./_diff_harness.ts";
+import { GUEST_MEMORY, registerDiffTests, runGuest } from "./_diff_harness.ts";
 
 const CONFIGS: { name: string; options: NestedOptions }[] = [
   { name: "EPT 4-level", options: {} },
@@ -26,42 +21,13 @@ const CONFIGS: { name: string; options: NestedOptions }[] = [
 
 const SCALE = Number(Deno.env.get("NESTED_DIFF_SCALE") ?? 1);
 
-const WORKLOADS = [
-  { name: "mixed", seeds: 150, ops: 90, weights: {} },
-  {
-    name: "dense",
-    seeds: 20,
-    ops: 300,
-    weights: { access: 120, fork: 6, mprotect: 10, invlpg: 0 },
-  },
-];
-
-for (const w of WORKLOADS) {
-  for (const { name, options } of CONFIGS) {
-    for (const hypervisor of ["xen", "kvm"] as const) {
-      const seeds = Math.max(1, Math.round(w.seeds * SCALE));
-      Deno.test(`nested = reference: ${w.name}, ${name}, ${hypervisor}, ${seeds} seeds × ${w.ops} ops`, () => {
-        for (let seed = 1; seed <= seeds; seed++) {
-          const ops = randomGuestActivity(seed * 104729 + name.length, w.ops, {
-            memory: GUEST_MEMORY,
-            kernelHeapPages: 4,
-            balloon: hypervisor === "xen",
-            weights: w.weights,
-          });
-          assertSameAsReference(
-            ops,
-            {
-              name: "nested",
-              make: () => new NestedScheme({ ...options, eventLog: 0 }),
-            },
-            hypervisor as HypervisorKind,
-            `${w.name}, ${name}, ${hypervisor}, seed ${seed}`,
-          );
-        }
-      });
-    }
-  }
-}
+registerDiffTests(
+  "nested",
+  CONFIGS,
+  (options) => new NestedScheme({ ...options, eventLog: 0 }),
+  104729,
+  SCALE,
+);
 
 Deno.test("nested: exits only on first touch; loadCr3 and invlpg cause none", () => {
   const ops = randomGuestActivity(5, 200, {
